@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import pytest
+from hypothesis import settings
 
 
 @pytest.fixture(params=["float32", "float64"])
@@ -26,3 +29,10 @@ def x64():
         yield
     finally:
         jax.config.update("jax_enable_x64", previous)
+
+
+# CI runs a fixed, derandomized set of examples so that a landing never depends on luck; local
+# runs explore new examples each time.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")

@@ -44,9 +44,8 @@ def cosine_annealing_lr(
 
     def schedule(count):
         e = epoch_of(count, n)
-        if integral:
-            period = 2 * int(t_max)
-            r = e % period if period <= np.iinfo(e.dtype).max else e
+        if integral and 2 * t_max <= np.iinfo(e.dtype).max:  # exact for every count
+            r = e % (2 * int(t_max))
             d = jnp.abs(int(t_max) - r)
         else:
             ef = e.astype(float_dtype())

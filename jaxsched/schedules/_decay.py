@@ -219,7 +219,8 @@ def polynomial_lr(
         elif p == 1.0:
             factor = x
         else:
-            factor = jnp.power(x, jnp.asarray(p, x.dtype))
+            # 0 ** p is 0 for every p > 0, even one that underflows to 0 in float32.
+            factor = jnp.where(x == 0, 0.0, jnp.power(x, jnp.asarray(p, x.dtype)))
         return scale(b, factor)
 
     return schedule

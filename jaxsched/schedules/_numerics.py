@@ -69,7 +69,10 @@ def exp_times(log_base: float, n: jax.Array) -> jax.Array:
         return jnp.exp(nf * log_base)
     head, tail = _split_head(log_base)
     # ``nf * head`` is exact while n < 2**12; the tail carries the remaining bits of log_base.
-    return jnp.exp(nf * np.float32(head)) * jnp.exp(nf * np.float32(tail))
+    # |tail| < 2**-12 |head|, so the tail's exponent only exceeds 1 where exp(nf * head) has
+    # already under/overflowed; clipping it there avoids 0 * inf = NaN.
+    tail_part = jnp.clip(nf * np.float32(tail), -1.0, 1.0)
+    return jnp.exp(nf * np.float32(head)) * jnp.exp(tail_part)
 
 
 def int_pow(base: float, n: jax.Array) -> jax.Array:

@@ -59,6 +59,13 @@ def _phase_ends(
     return total, ends
 
 
+def _offset(e: jax.Array, point: float) -> jax.Array:
+    """``e - point`` for an integer array ``e`` and a Python float ``point``, accurate relative to
+    the (small) result: the integer part is subtracted exactly, then the fractional part."""
+    whole = math.floor(point)
+    return (e - whole).astype(float_dtype()) - (point - whole)
+
+
 def _piecewise(
     total: int, ends: Sequence[float], values: Sequence[float], anneal_strategy: str
 ) -> Callable[[jax.Array], jax.Array]:
@@ -69,13 +76,12 @@ def _piecewise(
     def schedule(count):
         e = jnp.maximum(as_count(count), 0)
         dtype = float_dtype()
-        ef = e.astype(dtype)
         out = jnp.asarray(values[-1], dtype)
         # Walk the phases backwards so that the first matching one is applied last.
         for i in reversed(range(len(ends))):
             width = (ends[i] - starts[i]) or 1.0  # 0 only for a last phase that is never used
-            done = (ef - starts[i]) / width  # torch's pct
-            left = (ends[i] - ef) / width  # 1 - pct, exact near the phase end
+            done = _offset(e, starts[i]) / width  # torch's pct
+            left = -_offset(e, ends[i]) / width  # 1 - pct, accurate near the phase end
             if anneal_strategy == "cos":
                 done, left = sin_sq_half_pi(done), sin_sq_half_pi(left)
             value = blend(values[i], left, values[i + 1], done)
