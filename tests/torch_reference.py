@@ -68,3 +68,50 @@ def assert_matches(ours: np.ndarray, ref: np.ndarray, precision: str, *, what: s
 def max_relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
     peak = np.max(np.abs(ref))
     return float(np.max(np.abs(np.asarray(ours, np.float64) - ref) / (np.abs(ref) + 1e-3 * peak)))
+
+
+# --- optimizers -------------------------------------------------------------------------------
+
+OPTIM_RTOL = {"float32": 1e-5, "float64": 1e-10}
+
+
+def random_problem(steps: int, seed: int = 0, shapes=((4, 3), (5,), ())):
+    """Initial parameters and a sequence of gradients, as float64 numpy arrays."""
+    rng = np.random.default_rng(seed)
+    params = {f"p{i}": rng.normal(size=s) for i, s in enumerate(shapes)}
+    grads = [{k: rng.normal(size=v.shape) for k, v in params.items()} for _ in range(steps)]
+    return params, grads
+
+
+def torch_trajectory(
+    cls: type,
+    kwargs: dict,
+    params: dict,
+    grads: list,
+    dtype: str,
+    scheduler: Callable | None = None,
+) -> dict:
+    """Run ``torch.optim.<cls>`` on the given gradients; return the final parameters."""
+    tdtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[dtype]
+    tensors = {k: torch.tensor(v, dtype=tdtype, requires_grad=True) for k, v in params.items()}
+    opt = cls(list(tensors.values()), **kwargs)
+    sched = scheduler(opt) if scheduler is not None else None
+    for g in grads:
+        for k, t in tensors.items():
+            t.grad = torch.tensor(g[k], dtype=tdtype)
+        opt.step()
+        if sched is not None:
+            sched.step()
+    return {k: t.detach().to(torch.float64).numpy() for k, t in tensors.items()}
+
+
+def relative_difference(ours: dict, ref: dict) -> float:
+    """max|ours - ref| / max|ref| over the whole parameter tree (norm-wise: robust to a leaf or
+    an entry that passes near 0)."""
+    scale = max(float(np.max(np.abs(r))) for r in ref.values())
+    worst = 0.0
+    for k, r in ref.items():
+        o = np.asarray(ours[k], dtype=np.float64)
+        assert np.all(np.isfinite(o)), f"{k}: non-finite values"
+        worst = max(worst, float(np.max(np.abs(o - r))))
+    return worst / max(scale, 1e-300)

@@ -1,0 +1,161 @@
+"""Torch's Adam and AdamW (bias corrections, eps after the root, amsgrad on the raw moment)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._common import (
+    Hyperparam,
+    cast,
+    check_betas,
+    check_eps,
+    check_flags,
+    check_lr,
+    check_weight_decay,
+    compute_dtype,
+    is_zero,
+    map_leaves,
+    need_params,
+    one_minus_pow,
+    tree_zeros_like,
+    value_at,
+)
+
+
+class AdamState(NamedTuple):
+    """Torch's per-parameter ``step``/``exp_avg``/``exp_avg_sq``/``max_exp_avg_sq`` (the last
+    only with ``amsgrad``); one ``count`` serves every leaf, since they step together."""
+
+    count: jax.Array
+    exp_avg: Any
+    exp_avg_sq: Any
+    max_exp_avg_sq: Any
+
+
+def adam(
+    lr: Hyperparam = 1e-3,
+    betas: tuple[Hyperparam, Hyperparam] = (0.9, 0.999),
+    eps: Hyperparam = 1e-8,
+    weight_decay: Hyperparam = 0.0,
+    amsgrad: bool = False,
+    *,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    capturable: bool = False,
+    differentiable: bool = False,
+    fused: bool | None = None,
+    decoupled_weight_decay: bool = False,
+) -> optax.GradientTransformation:
+    r"""Adam exactly as ``torch.optim.Adam``.
+
+    .. math::
+        g_t &\leftarrow \pm g_t \; (+ \lambda\theta_{t-1} \text{ if coupled}), \qquad
+        \theta_{t-1} \leftarrow \theta_{t-1}(1 - \eta\lambda) \text{ if decoupled} \\
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        \hat v_t &= \max(\hat v_{t-1}, v_t) \text{ (amsgrad, on the raw moment) or } v_t \\
+        \theta_t &= \theta_{t-1} - \frac{\eta}{1 - \beta_1^t}\,
+                   \frac{m_t}{\sqrt{\hat v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
+
+    Every numeric argument may be a float, a scalar array or a schedule ``count -> value``.
+
+    Differences from optax: ``optax.adam`` has no coupled L2 term; ``optax.amsgrad`` keeps the
+    maximum of the *bias-corrected* second moment (torch: the raw one), so trajectories differ;
+    ``optax.adamw``'s default weight decay is 1e-4 (torch 1e-2).
+    """
+    check_lr(lr)
+    check_eps(eps)
+    check_betas(betas)
+    check_weight_decay(weight_decay)
+    check_flags(foreach, fused, capturable, differentiable)
+    return _adam("adam", lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay)
+
+
+def adamw(
+    lr: Hyperparam = 1e-3,
+    betas: tuple[Hyperparam, Hyperparam] = (0.9, 0.999),
+    eps: Hyperparam = 1e-8,
+    weight_decay: Hyperparam = 1e-2,
+    amsgrad: bool = False,
+    *,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    capturable: bool = False,
+    differentiable: bool = False,
+    fused: bool | None = None,
+) -> optax.GradientTransformation:
+    r"""AdamW exactly as ``torch.optim.AdamW``: :func:`adam` with decoupled weight decay,
+    :math:`\theta \leftarrow \theta (1 - \eta\lambda)` before the Adam step, default
+    ``weight_decay=1e-2``.
+
+    Differences from optax: ``optax.adamw`` defaults to ``weight_decay=1e-4`` and applies the
+    decay to the update (``-lr * (adam + wd * p)``), which equals torch's up to rounding.
+    """
+    check_lr(lr)
+    check_eps(eps)
+    check_betas(betas)
+    check_weight_decay(weight_decay)
+    check_flags(foreach, fused, capturable, differentiable)
+    return _adam("adamw", lr, betas, eps, weight_decay, amsgrad, maximize, True)
+
+
+def _adam(name, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled):
+    beta1, beta2 = betas
+    decay = not is_zero(weight_decay)
+
+    def init_fn(params):
+        zeros = tree_zeros_like(params)
+        return AdamState(
+            jnp.zeros((), jnp.int32), zeros, tree_zeros_like(params), zeros if amsgrad else None
+        )
+
+    def update_fn(grads, state, params=None):
+        count = state.count
+        t = count + 1
+        lr_t, b1, b2, eps_t, wd_t = (
+            value_at(h, count) for h in (lr, beta1, beta2, eps, weight_decay)
+        )
+        if decay:
+            need_params(name, params)
+        step_size = lr_t / one_minus_pow(beta1, t)
+        bc2_sqrt = jnp.sqrt(one_minus_pow(beta2, t))
+
+        def leaf(g, p, m, v, vmax):
+            dtype = compute_dtype(g)
+            c = lambda x: cast(x, dtype)  # noqa: E731
+            g = -c(g) if maximize else c(g)
+            shrink = None
+            if decay and decoupled:
+                # torch: p *= (1 - lr * wd), the factor rounded once to the parameter dtype.
+                p = c(p)
+                shrink = p * c(1 - lr_t * wd_t) - p
+            elif decay:
+                g = g + c(wd_t) * c(p)
+            m_new = c(m) + (g - c(m)) * c(1 - b1)
+            v_new = c(v) * c(b2) + g * g * c(1 - b2)
+            vhat = v_new
+            vmax_new = None
+            if amsgrad:
+                vhat = jnp.maximum(c(vmax), v_new)
+                vmax_new = vhat.astype(vmax.dtype)
+            denom = jnp.sqrt(vhat) / c(bc2_sqrt) + c(eps_t)
+            update = c(-step_size) * (m_new / denom)
+            if shrink is not None:
+                update = shrink + update
+            return (update.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype), vmax_new)
+
+        updates, m, v, vmax = map_leaves(
+            leaf,
+            grads,
+            params if decay else None,
+            state.exp_avg,
+            state.exp_avg_sq,
+            state.max_exp_avg_sq,
+        )
+        return updates, AdamState(t, m, v, vmax)
+
+    return optax.GradientTransformation(init_fn, update_fn)

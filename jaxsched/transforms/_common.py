@@ -1,0 +1,173 @@
+"""Pieces shared by the torch-exact transforms: hyperparameter values, checks, dtypes, flags.
+
+A numeric hyperparameter is a Python float, a scalar array (possibly a tracer, when the
+transform is built inside ``optax.inject_hyperparams``) or a schedule ``count -> value``.  Checks
+run only on concrete values, so that the same factory works when JAX re-builds it under trace.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Hyperparam: TypeAlias = float | jax.Array | Callable[[jax.Array], Any]
+
+
+def concrete(value: Any) -> float | None:
+    """The Python float behind ``value``, or ``None`` for a schedule or a tracer."""
+    if callable(value) or isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, (np.ndarray, jax.Array)):
+        if np.size(value) != 1:
+            raise ValueError(f"Expected a scalar hyperparameter, but got shape {np.shape(value)}")
+        return float(np.asarray(value).reshape(()))
+    return float(value)
+
+
+def check(value: Any, ok: Callable[[float], bool], message: str) -> None:
+    """Raise ``ValueError(message.format(value))`` when a concrete ``value`` fails ``ok``.
+
+    NaN fails every check (``ok`` is written as the condition a valid value meets).
+    """
+    number = concrete(value)
+    if number is not None and (math.isnan(number) or not ok(number)):
+        raise ValueError(message.format(value))
+
+
+def check_lr(lr: Hyperparam) -> None:
+    check(lr, lambda v: v >= 0.0, "Invalid learning rate: {}")
+
+
+def check_eps(eps: Hyperparam) -> None:
+    check(eps, lambda v: v >= 0.0, "Invalid epsilon value: {}")
+
+
+def check_weight_decay(weight_decay: Hyperparam) -> None:
+    check(weight_decay, lambda v: v >= 0.0, "Invalid weight_decay value: {}")
+
+
+def check_betas(betas: tuple[Hyperparam, Hyperparam]) -> None:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"Expected betas to be a pair (beta1, beta2), but got {betas!r}")
+    for i, beta in enumerate(betas):
+        check(beta, lambda v: 0.0 <= v < 1.0, f"Invalid beta parameter at index {i}: {{}}")
+
+
+def check_flags(
+    foreach: bool | None = None,
+    fused: bool | None = None,
+    capturable: bool = False,
+    differentiable: bool = False,
+) -> None:
+    """Torch's implementation flags change nothing here; torch's own conflicts still raise."""
+    del capturable
+    if fused and foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    if fused and differentiable:
+        raise RuntimeError("`fused` does not support `differentiable`")
+
+
+def is_zero(value: Hyperparam) -> bool:
+    """True only for a concrete 0 (a schedule or a traced value may become non-zero)."""
+    return concrete(value) == 0.0
+
+
+def scalar_dtype() -> np.dtype:
+    """Dtype for step-dependent scalars (bias corrections): float64 under x64, else float32."""
+    return jnp.result_type(float)
+
+
+def value_at(value: Hyperparam, count: jax.Array) -> float | jax.Array:
+    """A hyperparameter's value for the update that ``count`` updates have preceded.
+
+    A concrete value stays a Python float, so that expressions such as ``1 - beta1`` or
+    ``1 - lr * weight_decay`` are evaluated in float64 and rounded once to the parameters' dtype
+    where they meet an array, as torch does with its Python-float hyperparameters.  (Rounding
+    ``beta1`` to float32 first would bias ``1 - beta1`` by 2e-7 relative at every step.)
+    """
+    number = concrete(value)
+    if number is not None:
+        return number
+    if callable(value):
+        value = value(count)
+    return jnp.asarray(value, scalar_dtype())
+
+
+def cast(value: float | jax.Array, dtype: Any) -> jax.Array:
+    """A Python float or an array as an array of ``dtype`` (one rounding from float64)."""
+    return jnp.asarray(value, dtype)
+
+
+def compute_dtype(leaf: jax.Array) -> np.dtype:
+    """Half-precision leaves are updated in float32 (torch's opmath) and stored back rounded."""
+    if leaf.dtype in (jnp.bfloat16, jnp.float16):
+        return np.dtype(np.float32)
+    return leaf.dtype
+
+
+def one_minus_pow(beta: Hyperparam, t: jax.Array) -> jax.Array:
+    """``1 - beta ** t`` without float32 cancellation (``-expm1(t log beta)``).
+
+    In float32, ``1 - 0.999 ** t`` computed naively loses five digits to the rounding of 0.999;
+    with ``log(beta)`` taken in float64 when ``beta`` is a Python number it stays within a few
+    ulp.  ``beta == 0`` gives 1 for every ``t >= 1``.
+    """
+    dtype = scalar_dtype()
+    tf = t.astype(dtype)
+    number = concrete(beta)
+    if number is not None:
+        if number == 0.0:
+            return jnp.ones((), dtype)
+        return -jnp.expm1(tf * math.log(number))
+    b = jnp.asarray(beta, dtype)
+    return jnp.where(b == 0, 1.0, -jnp.expm1(tf * jnp.log(b)))
+
+
+def pow_t(beta: Hyperparam, t: jax.Array) -> jax.Array:
+    """``beta ** t`` in the scalar dtype, with ``log(beta)`` in float64 for a Python ``beta``."""
+    dtype = scalar_dtype()
+    number = concrete(beta)
+    if number is not None:
+        if number == 0.0:
+            return jnp.zeros((), dtype)
+        return jnp.exp(t.astype(dtype) * math.log(number))
+    return jnp.power(jnp.asarray(beta, dtype), t.astype(dtype))
+
+
+def need_params(name: str, params: Any) -> Any:
+    if params is None:
+        raise ValueError(
+            f"jaxsched.{name} needs the current parameters for this configuration (weight "
+            f"decay or parameter-dependent state): call tx.update(grads, state, params)"
+        )
+    return params
+
+
+def tree_zeros_like(tree: Any) -> Any:
+    return jax.tree.map(jnp.zeros_like, tree)
+
+
+def map_leaves(fn: Callable[..., tuple], grads: Any, *trees: Any) -> tuple:
+    """Apply ``fn(g, *others) -> tuple`` leaf by leaf and return one tree per output.
+
+    ``trees`` must share the structure of ``grads``; a ``None`` tree passes ``None`` for every
+    leaf, and an output that is ``None`` for every leaf comes back as ``None`` (no state).
+    """
+    treedef = jax.tree.structure(grads)
+    count = treedef.num_leaves
+    columns = [
+        [None] * count if tree is None else treedef.flatten_up_to(tree) for tree in (grads, *trees)
+    ]
+    results = [fn(*args) for args in zip(*columns, strict=True)]
+    if not results:
+        return tuple(treedef.unflatten([]) for _ in range(len(fn(*(None,) * len(columns)))))
+    outputs = []
+    for i in range(len(results[0])):
+        leaves = [r[i] for r in results]
+        outputs.append(None if all(x is None for x in leaves) else treedef.unflatten(leaves))
+    return tuple(outputs)

@@ -1,0 +1,105 @@
+"""Torch's SGD (momentum, dampening, Nesterov, coupled weight decay, maximize)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._common import (
+    Hyperparam,
+    cast,
+    check,
+    check_flags,
+    check_lr,
+    check_weight_decay,
+    compute_dtype,
+    concrete,
+    is_zero,
+    map_leaves,
+    need_params,
+    value_at,
+)
+
+
+class SGDState(NamedTuple):
+    """``count``: updates applied; ``momentum_buffer``: torch's buffer (``None`` without
+    momentum, as torch keeps no state then)."""
+
+    count: jax.Array
+    momentum_buffer: Any
+
+
+def sgd(
+    lr: Hyperparam = 1e-3,
+    momentum: Hyperparam = 0.0,
+    dampening: Hyperparam = 0.0,
+    weight_decay: Hyperparam = 0.0,
+    nesterov: bool = False,
+    *,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    differentiable: bool = False,
+    fused: bool | None = None,
+) -> optax.GradientTransformation:
+    r"""Stochastic gradient descent exactly as ``torch.optim.SGD``.
+
+    With :math:`\mu` = ``momentum``, :math:`\tau` = ``dampening``, :math:`\lambda` =
+    ``weight_decay`` and :math:`t` the step (1 on the first update):
+
+    .. math::
+        g_t &\leftarrow \pm g_t + \lambda \theta_{t-1} \\
+        b_t &= \begin{cases} g_t & t = 1 \\ \mu b_{t-1} + (1 - \tau) g_t & t > 1 \end{cases} \\
+        d_t &= g_t + \mu b_t \ \text{(Nesterov)} \quad \text{or} \quad b_t \\
+        \theta_t &= \theta_{t-1} - \eta\, d_t
+
+    The updates returned are :math:`-\eta d_t`; ``optax.apply_updates`` then gives torch's
+    parameters.  ``lr`` and the other numeric arguments may be floats, scalar arrays or schedules
+    ``count -> value``.  ``foreach``/``fused``/``differentiable`` are accepted and ignored.
+
+    Differences from optax: ``optax.sgd`` starts its momentum trace from zeros (torch from the
+    first gradient), has no dampening, weight decay or maximize.
+    """
+    check_lr(lr)
+    check(momentum, lambda v: v >= 0.0, "Invalid momentum value: {}")
+    check_weight_decay(weight_decay)
+    known = concrete(momentum) is not None and concrete(dampening) is not None
+    if nesterov and known and (is_zero(momentum) or not is_zero(dampening)):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+    check_flags(foreach, fused, False, differentiable)
+    use_buffer = not is_zero(momentum)
+    decay = not is_zero(weight_decay)
+
+    def init_fn(params):
+        buffer = jax.tree.map(jnp.zeros_like, params) if use_buffer else None
+        return SGDState(jnp.zeros((), jnp.int32), buffer)
+
+    def update_fn(grads, state, params=None):
+        count = state.count
+        lr_t, mom_t, damp_t, wd_t = (
+            value_at(h, count) for h in (lr, momentum, dampening, weight_decay)
+        )
+        if decay:
+            need_params("sgd", params)
+        first = count == 0
+
+        def leaf(g, p, buf):
+            dtype = compute_dtype(g)
+            d = -g.astype(dtype) if maximize else g.astype(dtype)
+            if decay:
+                d = d + cast(wd_t, dtype) * p.astype(dtype)
+            new_buf = None
+            if use_buffer:
+                mom = cast(mom_t, dtype)
+                blended = buf.astype(dtype) * mom + d * cast(1 - damp_t, dtype)
+                new_buf = jnp.where(first, d, blended)
+                d = d + mom * new_buf if nesterov else new_buf
+                new_buf = new_buf.astype(buf.dtype)
+            return (cast(-lr_t, dtype) * d).astype(g.dtype), new_buf
+
+        updates, buffer = map_leaves(leaf, grads, params if decay else None, state.momentum_buffer)
+        return updates, SGDState(count + 1, buffer)
+
+    return optax.GradientTransformation(init_fn, update_fn)
