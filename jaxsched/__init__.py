@@ -1,7 +1,35 @@
 """jaxsched: PyTorch's optimizer and learning-rate-scheduler semantics in JAX/Optax."""
 
 from . import schedules as schedules
+from . import transforms as transforms
+from .transforms import adadelta as adadelta
+from .transforms import adafactor as adafactor
+from .transforms import adagrad as adagrad
+from .transforms import adam as adam
+from .transforms import adamax as adamax
+from .transforms import adamw as adamw
+from .transforms import asgd as asgd
+from .transforms import nadam as nadam
+from .transforms import radam as radam
+from .transforms import rmsprop as rmsprop
+from .transforms import rprop as rprop
+from .transforms import sgd as sgd
 
 __version__ = "0.1.0"
 
-__all__ = ["schedules"]
+__all__ = [
+    "adadelta",
+    "adafactor",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamw",
+    "asgd",
+    "nadam",
+    "radam",
+    "rmsprop",
+    "rprop",
+    "schedules",
+    "sgd",
+    "transforms",
+]

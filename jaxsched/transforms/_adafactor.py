@@ -1,0 +1,143 @@
+"""Torch's own Adafactor variant (``torch.optim.Adafactor``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._common import (
+    Hyperparam,
+    cast,
+    check,
+    check_lr,
+    compute_dtype,
+    concrete,
+    is_zero,
+    map_leaves,
+    need_params,
+    scalar_dtype,
+    value_at,
+)
+
+
+class AdafactorState(NamedTuple):
+    """Per leaf: ``row_var``/``col_var`` (factored, for leaves with 2+ dims) or ``variance``
+    (for vectors and scalars); ``None`` where torch keeps no such entry."""
+
+    count: jax.Array
+    row_var: Any
+    col_var: Any
+    variance: Any
+
+
+def _lerp(start, end, weight):
+    """torch.lerp: ``start + w (end - start)`` if ``w < 0.5``, else ``end - (end - start)(1-w)``."""
+    return jnp.where(
+        weight < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight)
+    )
+
+
+def adafactor(
+    lr: Hyperparam = 1e-2,
+    beta2_decay: float = -0.8,
+    eps: tuple[float | None, float] = (None, 1e-3),
+    d: float = 1.0,
+    weight_decay: Hyperparam = 0.0,
+    *,
+    foreach: bool | None = None,
+    maximize: bool = False,
+) -> optax.GradientTransformation:
+    r"""Adafactor exactly as ``torch.optim.Adafactor`` (torch's parametrisation).
+
+    With :math:`\hat\beta_t = t^{c}` (``beta2_decay`` :math:`= c \le 0`),
+    :math:`\rho_t = \min(\eta, 1/\sqrt t)` and :math:`\alpha_t = \max(\epsilon_2,
+    \mathrm{RMS}(\theta_{t-1}))\,\rho_t`:
+
+    .. math::
+        R_t &= \mathrm{lerp}(R_{t-1}, \overline{g_t^2}^{\,\text{rows}}, \hat\beta_t), \quad
+        C_t = \mathrm{lerp}(C_{t-1}, \overline{g_t^2}^{\,\text{cols}}, \hat\beta_t), \quad
+        \hat V_t = \frac{R_t C_t}{\max(\overline{R_t}, \epsilon_1)} \\
+        U_t &= \frac{g_t}{\sqrt{\max(\hat V_t, \epsilon_1^2)}}, \qquad
+        \theta_t = \theta_{t-1}(1 - \eta\lambda) - \frac{\alpha_t}{\max(1, \mathrm{RMS}(U_t)/d)} U_t
+
+    (vectors keep an unfactored :math:`V_t = \mathrm{lerp}(V_{t-1}, g_t^2, \hat\beta_t)`);
+    :math:`\epsilon_1` defaults to the parameter dtype's machine epsilon.
+    Differences from optax: ``optax.adafactor`` is the original paper's parametrisation
+    (decay rate, clipping threshold, momentum options), not torch's.
+    """
+    check_lr(lr)
+    if concrete(lr) is not None and concrete(lr) < 0:
+        raise ValueError(f"Learning rate should be >= 0 but is: {lr}")
+    if beta2_decay > 0.0:
+        raise ValueError(f"beta2_decay should be <= 0 but is: {beta2_decay}")
+    eps1, eps2 = eps
+    if eps1 is not None and eps1 < 0.0:
+        raise ValueError(f"epsilon1 should be >= 0 but is: {eps1}")
+    if eps2 < 0.0:
+        raise ValueError(f"epsilon2 should be >= 0 but is: {eps2}")
+    if d < 1.0:
+        raise ValueError(f"Clipping threshold d should be >= 1 but is: {d}")
+    check(weight_decay, lambda v: v >= 0.0, "weight_decay should be >= 0 but is: {}")
+    del foreach
+    decay = not is_zero(weight_decay)
+
+    def init_fn(params):
+        def factored(p, axis):
+            if p.ndim < 2:
+                return None
+            shape = list(p.shape)
+            shape[axis] = 1
+            return jnp.zeros(shape, p.dtype)
+
+        rows = jax.tree.map(lambda p: factored(p, -1), params)
+        cols = jax.tree.map(lambda p: factored(p, -2), params)
+        full = jax.tree.map(lambda p: jnp.zeros_like(p) if p.ndim < 2 else None, params)
+        return AdafactorState(jnp.zeros((), jnp.int32), rows, cols, full)
+
+    def update_fn(grads, state, params=None):
+        need_params("adafactor", params)
+        count = state.count
+        lr_t, wd_t = value_at(lr, count), value_at(weight_decay, count)
+        t = (count + 1).astype(scalar_dtype())
+        weight = t**beta2_decay
+        rho = jnp.minimum(lr_t, 1 / t**0.5)
+
+        def leaf(g, p, row, col, var):
+            dtype = compute_dtype(g)
+            c = lambda x: cast(x, dtype)  # noqa: E731
+            g = -c(g) if maximize else c(g)
+            p = c(p)
+            e1 = float(jnp.finfo(p.dtype).eps) if eps1 is None else eps1
+            rms_p = jnp.linalg.norm(p.ravel()) / math.sqrt(max(p.size, 1))
+            alpha = jnp.maximum(c(eps2), rms_p) * c(rho)
+            w = c(weight)
+            row_new = col_new = var_new = None
+            if g.ndim > 1:
+                row_mean = jnp.square(jnp.linalg.norm(g, axis=-1, keepdims=True)) / g.shape[-1]
+                row_new = _lerp(c(row), row_mean, w)
+                col_mean = jnp.square(jnp.linalg.norm(g, axis=-2, keepdims=True)) / g.shape[-2]
+                col_new = _lerp(c(col), col_mean, w)
+                estimate = row_new @ col_new
+                estimate = estimate / jnp.maximum(jnp.mean(row_new, axis=-2, keepdims=True), e1)
+                row_new, col_new = row_new.astype(row.dtype), col_new.astype(col.dtype)
+            else:
+                var_new = _lerp(c(var), g * g, w)
+                estimate = var_new
+                var_new = var_new.astype(var.dtype)
+            update = jax.lax.rsqrt(jnp.maximum(estimate, e1 * e1)) * g
+            rms_u = jnp.linalg.norm(update.ravel()) / (math.sqrt(max(update.size, 1)) * d)
+            scale = -alpha / jnp.maximum(1.0, rms_u)
+            shrunk = p * c(1 - lr_t * wd_t) if decay else p
+            p_new = shrunk + scale * update
+            return (p_new - p).astype(g.dtype), row_new, col_new, var_new
+
+        updates, rows, cols, full = map_leaves(
+            leaf, grads, params, state.row_var, state.col_var, state.variance
+        )
+        return updates, AdafactorState(count + 1, rows, cols, full)
+
+    return optax.GradientTransformation(init_fn, update_fn)

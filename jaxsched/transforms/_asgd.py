@@ -1,0 +1,169 @@
+"""Torch's ASGD (averaged SGD) and Rprop (resilient backpropagation)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._common import (
+    Hyperparam,
+    cast,
+    check_flags,
+    check_lr,
+    check_weight_decay,
+    compute_dtype,
+    concrete,
+    is_zero,
+    map_leaves,
+    need_params,
+    scalar_dtype,
+    tree_zeros_like,
+    value_at,
+)
+
+
+class ASGDState(NamedTuple):
+    """``eta`` and ``mu`` are float32 scalars, as torch keeps them; ``ax`` is the average."""
+
+    count: jax.Array
+    eta: jax.Array
+    mu: jax.Array
+    ax: Any
+
+
+def asgd(
+    lr: Hyperparam = 1e-2,
+    lambd: Hyperparam = 1e-4,
+    alpha: Hyperparam = 0.75,
+    t0: Hyperparam = 1e6,
+    weight_decay: Hyperparam = 0.0,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    differentiable: bool = False,
+    capturable: bool = False,
+) -> optax.GradientTransformation:
+    r"""ASGD exactly as ``torch.optim.ASGD``.
+
+    .. math::
+        \theta_t &= \theta_{t-1}(1 - \lambda \eta_t) - \eta_t g_t, \qquad
+        \bar\theta_t = \begin{cases} \theta_t & \mu_t = 1 \\
+        \bar\theta_{t-1} + \mu_t(\theta_t - \bar\theta_{t-1}) & \text{otherwise} \end{cases} \\
+        \eta_{t+1} &= \frac{\eta}{(1 + \lambda \eta t)^\alpha}, \qquad
+        \mu_{t+1} = \frac{1}{\max(1, t - t_0)}
+
+    with :math:`\eta_1` = ``lr`` and :math:`\mu_1 = 1`.  The average :math:`\bar\theta` lives in
+    the state (``ax``); the parameters follow :math:`\theta`, as in torch.  ``eta`` and ``mu``
+    are stored in float32, as torch stores them.  optax has no namesake.
+    """
+    check_lr(lr)
+    check_weight_decay(weight_decay)
+    check_flags(foreach, None, capturable, differentiable)
+    decay = not is_zero(weight_decay)
+
+    def init_fn(params):
+        eta0 = value_at(lr, jnp.zeros((), jnp.int32))
+        return ASGDState(
+            jnp.zeros((), jnp.int32),
+            jnp.asarray(eta0, jnp.float32),
+            jnp.ones((), jnp.float32),
+            tree_zeros_like(params),
+        )
+
+    def update_fn(grads, state, params=None):
+        need_params("asgd", params)
+        count = state.count
+        lr_t, lambd_t, alpha_t, t0_t, wd_t = (
+            value_at(h, count) for h in (lr, lambd, alpha, t0, weight_decay)
+        )
+        eta = state.eta.astype(scalar_dtype())
+        shrink = 1 - lambd_t * eta
+        mu = state.mu
+
+        def leaf(g, p, ax):
+            dtype = compute_dtype(g)
+            g = -cast(g, dtype) if maximize else cast(g, dtype)
+            p = cast(p, dtype)
+            if decay:
+                g = g + cast(wd_t, dtype) * p
+            p_new = p * cast(shrink, dtype) + cast(-eta, dtype) * g
+            ax_c = cast(ax, dtype)
+            ax_new = jnp.where(mu == 1, p_new, ax_c + (p_new - ax_c) * cast(mu, dtype))
+            return (p_new - p).astype(g.dtype), ax_new.astype(ax.dtype)
+
+        updates, ax = map_leaves(leaf, grads, params, state.ax)
+        t = (count + 1).astype(scalar_dtype())
+        new_eta = lr_t / ((1 + lambd_t * lr_t * t) ** alpha_t)
+        new_mu = 1 / jnp.maximum(1.0, t - t0_t)
+        return updates, ASGDState(
+            count + 1, jnp.asarray(new_eta, jnp.float32), jnp.asarray(new_mu, jnp.float32), ax
+        )
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class RpropState(NamedTuple):
+    count: jax.Array
+    prev: Any
+    step_size: Any
+
+
+def rprop(
+    lr: Hyperparam = 1e-2,
+    etas: tuple[float, float] = (0.5, 1.2),
+    step_sizes: tuple[float, float] = (1e-6, 50),
+    *,
+    capturable: bool = False,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    differentiable: bool = False,
+) -> optax.GradientTransformation:
+    r"""Rprop exactly as ``torch.optim.Rprop``.
+
+    Per coordinate, with :math:`s = \mathrm{sign}(g_t\, g_{t-1})`:
+
+    .. math::
+        \Delta_t = \mathrm{clip}\big(\Delta_{t-1} \cdot (\eta^+ [s > 0] + \eta^- [s < 0]
+        + [s = 0]),\ \Delta_{min}, \Delta_{max}\big), \qquad
+        \theta_t = \theta_{t-1} - \mathrm{sign}(\tilde g_t)\,\Delta_t
+
+    where :math:`\tilde g_t = 0` where :math:`s < 0` (and is remembered as the previous gradient)
+    and :math:`\Delta_0` = ``lr`` (the learning rate only seeds the step sizes, as in torch).
+    Differences from optax: no namesake (``optax.scale_by_rprop`` seeds its step sizes from
+    ``learning_rate`` too but does not zero the remembered gradient the same way).
+    """
+    check_lr(lr)
+    if not isinstance(etas, (tuple, list)) or len(etas) != 2:
+        raise ValueError(f"Expected etas to be a pair (etaminus, etaplus), but got {etas!r}")
+    minus, plus = (concrete(e) for e in etas)
+    if not 0.0 < minus < 1.0 < plus:
+        raise ValueError(f"Invalid eta values: {etas[0]}, {etas[1]}")
+    low, high = (concrete(s) for s in step_sizes)
+    if not 0.0 <= low <= high:
+        raise ValueError(f"Invalid step_sizes values: {step_sizes[0]}, {step_sizes[1]}")
+    check_flags(foreach, None, capturable, differentiable)
+
+    def init_fn(params):
+        lr0 = value_at(lr, jnp.zeros((), jnp.int32))
+        sizes = jax.tree.map(lambda p: jnp.full_like(p, lr0), params)
+        return RpropState(jnp.zeros((), jnp.int32), tree_zeros_like(params), sizes)
+
+    def update_fn(grads, state, params=None):
+        del params
+
+        def leaf(g, prev, size):
+            dtype = compute_dtype(g)
+            g = -cast(g, dtype) if maximize else cast(g, dtype)
+            s = jnp.sign(g * cast(prev, dtype))
+            factor = jnp.where(s > 0, plus, jnp.where(s < 0, minus, 1.0)).astype(dtype)
+            size_new = jnp.clip(cast(size, dtype) * factor, low, high)
+            g = jnp.where(s < 0, 0.0, g).astype(dtype)
+            update = -(jnp.sign(g) * size_new)
+            return update.astype(g.dtype), g.astype(prev.dtype), size_new.astype(size.dtype)
+
+        updates, prev, sizes = map_leaves(leaf, grads, state.prev, state.step_size)
+        return updates, RpropState(state.count + 1, prev, sizes)
+
+    return optax.GradientTransformation(init_fn, update_fn)
