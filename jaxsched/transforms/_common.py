@@ -73,7 +73,15 @@ def check_flags(
 
 
 def is_zero(value: Hyperparam) -> bool:
-    """True only for a concrete 0 (a schedule or a traced value may become non-zero)."""
+    """True only for a Python (or numpy) number equal to 0.
+
+    This decides the *structure* of the computation and of the state (e.g. whether SGD keeps a
+    momentum buffer), so arrays, tracers and schedules count as possibly non-zero: under
+    ``optax.inject_hyperparams`` the same factory is called with concrete arrays at ``init`` and
+    with tracers at ``update``, and both calls must agree.
+    """
+    if callable(value) or isinstance(value, jax.Array):
+        return False
     return concrete(value) == 0.0
 
 
