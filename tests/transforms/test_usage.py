@@ -224,7 +224,7 @@ def test_tiny_model_loss_trajectory_matches_torch(factory, cls, kwargs, precisio
         tl = ((torch.tanh(xt @ tp["w1"] + tp["b1"]) @ tp["w2"] + tp["b2"] - yt) ** 2).mean()
         tl.backward()
         opt.step()
-        theirs.append(float(tl))
+        theirs.append(float(tl.detach()))
     assert theirs[-1] < 0.5 * theirs[0]  # it trains
     tol = {"float32": 1e-4, "float64": 1e-9}[precision]
     np.testing.assert_allclose(ours, theirs, rtol=tol)
