@@ -30,3 +30,13 @@ def test_schedules_vs_torch_prints_every_schedule_with_differences(tmp_path):
     rows = [line.split() for line in out.splitlines() if line.startswith("  torch")]
     assert len(rows) == 14
     assert all(float(row[-1]) < 1e-12 and float(row[-3]) < 1e-6 for row in rows)
+
+
+def test_optimizer_vs_torch_trains_and_agrees():
+    out = run("optimizer_vs_torch.py", "--epochs", "12")
+    lines = out.strip().splitlines()
+    losses = [float(line.split()[4]) for line in lines if line.startswith("epoch")]
+    torch_losses = [float(line.split()[7]) for line in lines if line.startswith("epoch")]
+    assert len(losses) == 12 and losses[-1] < 0.5 * losses[0]
+    assert max(abs(a - b) for a, b in zip(losses, torch_losses, strict=True)) < 1e-9
+    assert float(lines[-1].split()[-1]) < 1e-10
