@@ -13,9 +13,7 @@ from ._common import (
     Hyperparam,
     cast,
     check,
-    check_lr,
     compute_dtype,
-    concrete,
     is_zero,
     map_leaves,
     need_params,
@@ -69,18 +67,13 @@ def adafactor(
     Differences from optax: ``optax.adafactor`` is the original paper's parametrisation
     (decay rate, clipping threshold, momentum options), not torch's.
     """
-    check_lr(lr)
-    if concrete(lr) is not None and concrete(lr) < 0:
-        raise ValueError(f"Learning rate should be >= 0 but is: {lr}")
-    if beta2_decay > 0.0:
-        raise ValueError(f"beta2_decay should be <= 0 but is: {beta2_decay}")
+    check(lr, lambda v: v >= 0.0, "Learning rate should be >= 0 but is: {}")
+    check(beta2_decay, lambda v: v <= 0.0, "beta2_decay should be <= 0 but is: {}")
     eps1, eps2 = eps
-    if eps1 is not None and eps1 < 0.0:
-        raise ValueError(f"epsilon1 should be >= 0 but is: {eps1}")
-    if eps2 < 0.0:
-        raise ValueError(f"epsilon2 should be >= 0 but is: {eps2}")
-    if d < 1.0:
-        raise ValueError(f"Clipping threshold d should be >= 1 but is: {d}")
+    if eps1 is not None:
+        check(eps1, lambda v: v >= 0.0, "epsilon1 should be >= 0 but is: {}")
+    check(eps2, lambda v: v >= 0.0, "epsilon2 should be >= 0 but is: {}")
+    check(d, lambda v: v >= 1.0, "Clipping threshold d should be >= 1 but is: {}")
     check(weight_decay, lambda v: v >= 0.0, "weight_decay should be >= 0 but is: {}")
     del foreach
     decay = not is_zero(weight_decay)
@@ -101,9 +94,11 @@ def adafactor(
     def update_fn(grads, state, params=None):
         need_params("adafactor", params)
         count = state.count
-        lr_t, wd_t = value_at(lr, count), value_at(weight_decay, count)
+        lr_t, wd_t, decay_t, d_t, eps2_t = (
+            value_at(h, count) for h in (lr, weight_decay, beta2_decay, d, eps2)
+        )
         t = (count + 1).astype(scalar_dtype())
-        weight = t**beta2_decay
+        weight = t**decay_t
         rho = jnp.minimum(lr_t, 1 / t**0.5)
 
         def leaf(g, p, row, col, var):
@@ -111,9 +106,9 @@ def adafactor(
             c = lambda x: cast(x, dtype)  # noqa: E731
             g = -c(g) if maximize else c(g)
             p = c(p)
-            e1 = float(jnp.finfo(p.dtype).eps) if eps1 is None else eps1
+            e1 = float(jnp.finfo(p.dtype).eps) if eps1 is None else value_at(eps1, count)
             rms_p = jnp.linalg.norm(p.ravel()) / math.sqrt(max(p.size, 1))
-            alpha = jnp.maximum(c(eps2), rms_p) * c(rho)
+            alpha = jnp.maximum(c(eps2_t), rms_p) * c(rho)
             w = c(weight)
             row_new = col_new = var_new = None
             if g.ndim > 1:
@@ -129,7 +124,7 @@ def adafactor(
                 estimate = var_new
                 var_new = var_new.astype(var.dtype)
             update = jax.lax.rsqrt(jnp.maximum(estimate, e1 * e1)) * g
-            rms_u = jnp.linalg.norm(update.ravel()) / (math.sqrt(max(update.size, 1)) * d)
+            rms_u = jnp.linalg.norm(update.ravel()) / (math.sqrt(max(update.size, 1)) * c(d_t))
             scale = -alpha / jnp.maximum(1.0, rms_u)
             shrunk = p * c(1 - lr_t * wd_t) if decay else p
             p_new = shrunk + scale * update

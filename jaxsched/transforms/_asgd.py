@@ -138,10 +138,10 @@ def rprop(
     if not isinstance(etas, (tuple, list)) or len(etas) != 2:
         raise ValueError(f"Expected etas to be a pair (etaminus, etaplus), but got {etas!r}")
     minus, plus = (concrete(e) for e in etas)
-    if not 0.0 < minus < 1.0 < plus:
+    if minus is not None and plus is not None and not 0.0 < minus < 1.0 < plus:
         raise ValueError(f"Invalid eta values: {etas[0]}, {etas[1]}")
     low, high = (concrete(s) for s in step_sizes)
-    if not 0.0 <= low <= high:
+    if low is not None and high is not None and not 0.0 <= low <= high:
         raise ValueError(f"Invalid step_sizes values: {step_sizes[0]}, {step_sizes[1]}")
     check_flags(foreach, None, capturable, differentiable)
 
@@ -152,13 +152,14 @@ def rprop(
 
     def update_fn(grads, state, params=None):
         del params
+        minus, plus, low, high = (value_at(h, state.count) for h in (*etas, *step_sizes))
 
         def leaf(g, prev, size):
             dtype = compute_dtype(g)
             g = -cast(g, dtype) if maximize else cast(g, dtype)
             s = jnp.sign(g * cast(prev, dtype))
-            factor = jnp.where(s > 0, plus, jnp.where(s < 0, minus, 1.0)).astype(dtype)
-            size_new = jnp.clip(cast(size, dtype) * factor, low, high)
+            factor = jnp.where(s > 0, cast(plus, dtype), jnp.where(s < 0, cast(minus, dtype), 1.0))
+            size_new = jnp.clip(cast(size, dtype) * factor, cast(low, dtype), cast(high, dtype))
             g = jnp.where(s < 0, 0.0, g).astype(dtype)
             update = -(jnp.sign(g) * size_new)
             return update.astype(g.dtype), g.astype(prev.dtype), size_new.astype(size.dtype)
