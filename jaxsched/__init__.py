@@ -1,7 +1,12 @@
 """jaxsched: PyTorch's optimizer and learning-rate-scheduler semantics in JAX/Optax."""
 
+from . import optim as optim
 from . import schedules as schedules
 from . import transforms as transforms
+from ._grouped import GroupedState as GroupedState
+from ._grouped import get_hyperparams as get_hyperparams
+from ._grouped import grouped as grouped
+from ._grouped import set_hyperparams as set_hyperparams
 from .transforms import adadelta as adadelta
 from .transforms import adafactor as adafactor
 from .transforms import adagrad as adagrad
@@ -18,6 +23,7 @@ from .transforms import sgd as sgd
 __version__ = "0.1.0"
 
 __all__ = [
+    "GroupedState",
     "adadelta",
     "adafactor",
     "adagrad",
@@ -25,11 +31,15 @@ __all__ = [
     "adamax",
     "adamw",
     "asgd",
+    "get_hyperparams",
+    "grouped",
     "nadam",
+    "optim",
     "radam",
     "rmsprop",
     "rprop",
     "schedules",
+    "set_hyperparams",
     "sgd",
     "transforms",
 ]

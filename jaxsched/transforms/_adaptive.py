@@ -223,12 +223,13 @@ def adamax(
 
 
 class RMSpropState(NamedTuple):
-    """``grad_avg`` only when ``centered``; ``momentum_buffer`` only with a momentum."""
+    """``momentum_buffer`` only with a momentum; ``grad_avg`` only when ``centered`` (torch's
+    order of its per-parameter state)."""
 
     count: jax.Array
     square_avg: Any
-    grad_avg: Any
     momentum_buffer: Any
+    grad_avg: Any
 
 
 def rmsprop(
@@ -267,10 +268,10 @@ def rmsprop(
 
     def init_fn(params):
         return RMSpropState(
-            _COUNT0(),
-            tree_zeros_like(params),
-            tree_zeros_like(params) if centered else None,
-            tree_zeros_like(params) if use_buffer else None,
+            count=_COUNT0(),
+            square_avg=tree_zeros_like(params),
+            momentum_buffer=tree_zeros_like(params) if use_buffer else None,
+            grad_avg=tree_zeros_like(params) if centered else None,
         )
 
     def update_fn(grads, state, params=None):
@@ -309,6 +310,6 @@ def rmsprop(
             state.grad_avg,
             state.momentum_buffer,
         )
-        return updates, RMSpropState(count + 1, v, ga, buf)
+        return updates, RMSpropState(count + 1, v, buf, ga)
 
     return optax.GradientTransformation(init_fn, update_fn)

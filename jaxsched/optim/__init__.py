@@ -1,0 +1,33 @@
+"""Torch-like stateful optimizers: ``param_groups``, ``step()``, ``state_dict()``."""
+
+from ._classes import ASGD as ASGD
+from ._classes import SGD as SGD
+from ._classes import Adadelta as Adadelta
+from ._classes import Adafactor as Adafactor
+from ._classes import Adagrad as Adagrad
+from ._classes import Adam as Adam
+from ._classes import Adamax as Adamax
+from ._classes import AdamW as AdamW
+from ._classes import NAdam as NAdam
+from ._classes import RAdam as RAdam
+from ._classes import RMSprop as RMSprop
+from ._classes import Rprop as Rprop
+from ._optimizer import Optimizer as Optimizer
+from ._param_group import ParamGroup as ParamGroup
+
+__all__ = [
+    "ASGD",
+    "SGD",
+    "Adadelta",
+    "Adafactor",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "Optimizer",
+    "ParamGroup",
+    "RAdam",
+    "RMSprop",
+    "Rprop",
+]

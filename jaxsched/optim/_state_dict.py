@@ -1,0 +1,129 @@
+"""torch's ``state_dict`` layout for the stateful optimizers, both ways.
+
+Parameters are numbered across groups in group order and, within a group, in the parameter
+tree's flatten order.  Each transform state is a ``NamedTuple`` whose fields carry torch's
+per-parameter names (``exp_avg``, ``momentum_buffer``, ...); ``count`` is torch's ``step``
+(a float32 scalar per parameter); per-leaf fields are lists (one entry per parameter, ``None``
+where torch keeps nothing) and scalar fields are shared by the group's parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from .._grouped import GroupedState
+
+if TYPE_CHECKING:
+    from ._optimizer import Optimizer
+
+
+def _numpy(value: Any) -> np.ndarray:
+    """A numpy copy of an array or of a torch tensor (without importing torch)."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+        try:
+            return value.numpy().copy()
+        except TypeError:  # bfloat16 has no numpy dtype in torch
+            return value.float().numpy()
+    return np.array(value)
+
+
+def _plain(value: Any) -> Any:
+    """Hyperparameter values as Python objects (a torch tensor lr becomes a float)."""
+    if hasattr(value, "detach") or isinstance(value, (np.ndarray, np.generic)):
+        return _numpy(value).item()
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def to_torch_layout(opt: Optimizer) -> dict[str, Any]:
+    state: GroupedState = opt.opt_state
+    out: dict[int, dict[str, Any]] = {}
+    groups = []
+    first = 0
+    for g, group in enumerate(opt.param_groups):
+        inner = state.inner[g]
+        ids = list(range(first, first + len(opt._group_indices[g])))
+        count = int(inner.count)
+        if count > 0 or opt._state_from_start:
+            for j, pid in enumerate(ids):
+                entry: dict[str, Any] = {}
+                for field in inner._fields:
+                    value = getattr(inner, field)
+                    if field == "count":
+                        if opt._has_step:
+                            entry["step"] = np.asarray(count, np.float32)
+                    elif value is not None and opt._keeps(field, group._values):
+                        leaf = value[j] if isinstance(value, list) else value
+                        if leaf is not None:
+                            entry[field] = np.array(leaf)
+                if entry:
+                    out[pid] = entry
+        saved = dict(group._values)
+        saved["params"] = ids
+        groups.append(saved)
+        first += len(ids)
+    return {"state": out, "param_groups": groups}
+
+
+def from_torch_layout(opt: Optimizer, state_dict: Mapping[str, Any]) -> None:
+    """Validate everything first, then replace; on error the optimizer is unchanged."""
+    saved_groups = list(state_dict["param_groups"])
+    saved_state = state_dict["state"]
+    if len(saved_groups) != len(opt.param_groups):
+        raise ValueError("loaded state dict has a different number of parameter groups")
+    for saved, idx in zip(saved_groups, opt._group_indices, strict=True):
+        if len(saved["params"]) != len(idx):
+            raise ValueError(
+                "loaded state dict contains a parameter group that doesn't match the size of "
+                "optimizer's group"
+            )
+    values = [{k: _plain(v) for k, v in s.items() if k != "params"} for s in saved_groups]
+    for v in values:
+        type(opt)._factory(**opt._factory_kwargs(v))
+    template = opt._transform(values).init(opt.params)
+    inner = {}
+    for g, saved in enumerate(saved_groups):
+        entries = [saved_state.get(pid, saved_state.get(str(pid), {})) for pid in saved["params"]]
+        inner[g] = _inner_state(opt, template.inner[g], entries, saved["params"])
+    for group, v in zip(opt.param_groups, values, strict=True):
+        group._values = v
+    opt._dirty.clear()
+    opt._build(GroupedState(inner, template.hyperparams))
+
+
+def _inner_state(opt: Optimizer, template: Any, entries: list[Mapping], ids: list) -> Any:
+    fields = {}
+    with_state = [e for e in entries if e]
+    for field in template._fields:
+        old = getattr(template, field)
+        if field == "count":
+            if opt._has_step:
+                steps = [e["step"] for e in with_state if "step" in e]
+                count = int(_numpy(steps[0]).item()) if steps else 0
+            else:  # SGD keeps no step: a saved buffer means "past the first step"
+                count = 1 if any(field_name in e for e in with_state for field_name in e) else 0
+            fields[field] = jnp.asarray(count, old.dtype)
+        elif isinstance(old, list):
+            leaves = list(old)
+            for j, (entry, pid) in enumerate(zip(entries, ids, strict=True)):
+                if field in entry and old[j] is not None:
+                    array = _numpy(entry[field])
+                    if array.shape != old[j].shape:
+                        raise ValueError(
+                            f"loaded state dict has {field} of shape {array.shape} for "
+                            f"parameter {pid}, expected {old[j].shape}"
+                        )
+                    leaves[j] = jnp.asarray(array, old[j].dtype)
+            fields[field] = leaves
+        elif old is not None:
+            found = [e[field] for e in with_state if field in e]
+            fields[field] = jnp.asarray(_numpy(found[0]), old.dtype) if found else old
+        else:
+            fields[field] = None
+    return type(template)(**fields)

@@ -1,0 +1,98 @@
+"""Parameter trees for the stateful optimizers: torch-style groups -> one tree + labels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+KeyPath = tuple[Any, ...]
+
+
+def path_str(path: KeyPath) -> str:
+    return jax.tree_util.keystr(path) or "<root>"
+
+
+def is_group_list(params: Any) -> bool:
+    """torch's convention: a list of dicts that all carry a ``"params"`` entry."""
+    return (
+        isinstance(params, (list, tuple))
+        and len(params) > 0
+        and all(isinstance(g, Mapping) and "params" in g for g in params)
+    )
+
+
+def leaves_with_paths(tree: Any) -> list[tuple[KeyPath, Any]]:
+    return jax.tree_util.tree_flatten_with_path(tree)[0]
+
+
+def check_float_leaves(tree: Any) -> None:
+    for path, leaf in leaves_with_paths(tree):
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(
+                f"optimizer can only optimize floating-point arrays, but the leaf at "
+                f"{path_str(path)} is {type(leaf).__name__} with dtype {dtype}"
+            )
+
+
+def merge(trees: list[Any]) -> Any:
+    """Deep union of parameter trees that are (nested) mappings; a leaf present in two trees
+    raises torch's ``ValueError``."""
+    if len(trees) == 1:
+        return trees[0]
+    if not all(isinstance(t, Mapping) for t in trees):
+        raise ValueError(
+            "with several parameter groups, each group's 'params' must be a (nested) dict "
+            "holding its part of one parameter tree"
+        )
+    out: dict[Any, Any] = {}
+    for tree in trees:
+        for key, value in tree.items():
+            if key not in out:
+                out[key] = value
+            elif isinstance(out[key], Mapping) and isinstance(value, Mapping):
+                out[key] = merge([out[key], value])
+            else:
+                raise ValueError("some parameters appear in more than one parameter group")
+    return out
+
+
+def group_leaf_indices(union: Any, groups: list[Any]) -> list[list[int]]:
+    """For each group, the flat indices (in the union's flatten order) of its leaves."""
+    position = {path: i for i, (path, _) in enumerate(leaves_with_paths(union))}
+    return [[position[path] for path, _ in leaves_with_paths(tree)] for tree in groups]
+
+
+def labels_for(union: Any, indices: list[list[int]]) -> Any:
+    treedef = jax.tree.structure(union)
+    labels: list[int | None] = [None] * treedef.num_leaves
+    for g, idx in enumerate(indices):
+        for i in idx:
+            labels[i] = g
+    return treedef.unflatten(labels)
+
+
+def first_mismatch(expected: Any, got: Any) -> str | None:
+    """A message naming the first path where ``got`` differs from ``expected`` in structure,
+    shape or dtype; ``None`` when they match."""
+    want = dict(leaves_with_paths(expected))
+    have = dict(leaves_with_paths(got))
+    for path in want:
+        if path not in have:
+            return f"gradient missing at {path_str(path)}"
+    for path in have:
+        if path not in want:
+            return f"unexpected gradient at {path_str(path)} (no such parameter)"
+    if jax.tree.structure(expected) != jax.tree.structure(got):
+        return "gradients have a different container structure than the parameters"
+    for path, p in want.items():
+        g = have[path]
+        shape, dtype = getattr(g, "shape", None), getattr(g, "dtype", None)
+        if shape != p.shape:
+            return f"gradient at {path_str(path)} has shape {shape}, parameter {p.shape}"
+        if dtype != p.dtype:
+            return f"gradient at {path_str(path)} has dtype {dtype}, parameter {p.dtype}"
+    return None
