@@ -4,6 +4,7 @@ without recompiling."""
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple
@@ -85,15 +86,24 @@ def grouped(
       groups: ``{label: {name: value}}``, the hyperparameters that differ from ``defaults``.
       **defaults: hyperparameters shared by every group.
 
-    Group ``g`` runs ``factory(**(defaults | groups[g]))``.  Numeric values (also inside tuples
-    such as ``betas``) are stored as arrays in :class:`GroupedState`; read them with
-    :func:`get_hyperparams` and change them with :func:`set_hyperparams`, also inside ``jit``,
-    without recompiling.  Non-numeric values (booleans, schedules) are fixed at construction.
+    Group ``g`` runs ``factory(**(factory's defaults | defaults | groups[g]))``.  Numeric
+    values (also inside tuples such as ``betas``) are stored as arrays in
+    :class:`GroupedState`; read them with :func:`get_hyperparams` and change them with
+    :func:`set_hyperparams`, also inside ``jit``, without recompiling.  Non-numeric values
+    (booleans, schedules) are fixed at construction.  ``update`` needs ``params`` (weight decay
+    is held as a value that may become non-zero).
 
     Differences from optax: like ``optax.partition`` over ``optax.inject_hyperparams``
     transforms, but with one state entry per group and no recompilation when a value changes.
     """
     groups = {label: dict(overrides) for label, overrides in groups.items()}
+    # Every hyperparameter of the factory is held, its own defaults included (torch's groups
+    # carry them all), so that get_hyperparams shows eps or weight_decay too.
+    signature = inspect.signature(factory).parameters.values()
+    defaults = {
+        **{p.name: p.default for p in signature if p.default is not inspect.Parameter.empty},
+        **defaults,
+    }
     statics = {}
     for label, overrides in groups.items():
         merged = {**defaults, **overrides}

@@ -73,6 +73,13 @@ class Adagrad(Optimizer):
              "maximize", "differentiable", "fused")  # fmt: skip
     _state_from_start = True
 
+    def _factory_kwargs(self, values: Any) -> dict[str, Any]:
+        # torch fills every group's accumulator from the constructor's value (a group's own
+        # initial_accumulator_value is stored but never used); so does this class.
+        kwargs = super()._factory_kwargs(values)
+        kwargs["initial_accumulator_value"] = self.defaults["initial_accumulator_value"]
+        return kwargs
+
     def __init__(self, params: Any, lr: float = 1e-2, lr_decay: float = 0,
                  weight_decay: float = 0, initial_accumulator_value: float = 0,
                  eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,

@@ -103,6 +103,15 @@ class Optimizer:
         """The current parameter tree (the union of the groups' trees)."""
         return self._params
 
+    @params.setter
+    def params(self, new: Any) -> None:
+        """Replace the parameter values (e.g. weights loaded from a checkpoint); structure,
+        shapes and dtypes must match.  The optimizer state is kept."""
+        problem = _trees.first_mismatch(self._params, new)
+        if problem is not None:
+            raise ValueError(f"new params do not match the optimizer's: {problem}")
+        self._params = jax.tree.map(lambda x: jnp.array(x, copy=True), new)
+
     @property
     def opt_state(self) -> GroupedState:
         self._sync()

@@ -108,9 +108,12 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled):
     decay = not is_zero(weight_decay)
 
     def init_fn(params):
-        zeros = tree_zeros_like(params)
+        # Three distinct buffers: a state that aliases one buffer twice cannot be donated.
         return AdamState(
-            jnp.zeros((), jnp.int32), zeros, tree_zeros_like(params), zeros if amsgrad else None
+            jnp.zeros((), jnp.int32),
+            tree_zeros_like(params),
+            tree_zeros_like(params),
+            tree_zeros_like(params) if amsgrad else None,
         )
 
     def update_fn(grads, state, params=None):

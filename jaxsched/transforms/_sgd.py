@@ -65,8 +65,8 @@ def sgd(
     check_lr(lr)
     check(momentum, lambda v: v >= 0.0, "Invalid momentum value: {}")
     check_weight_decay(weight_decay)
-    known = concrete(momentum) is not None and concrete(dampening) is not None
-    if nesterov and known and (is_zero(momentum) or not is_zero(dampening)):
+    mom, damp = concrete(momentum), concrete(dampening)
+    if nesterov and mom is not None and damp is not None and (mom == 0 or damp != 0):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening")
     check_flags(foreach, fused, False, differentiable)
     use_buffer = not is_zero(momentum)

@@ -1,0 +1,212 @@
+"""Optimizer behaviour beyond parity: recompiles, errors, add_param_group, opt_state, flax."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+import jaxsched
+from jaxsched import optim
+from tests.optim.harness import TorchTwin, flat, make_tree, random_grads, two_groups
+from tests.torch_reference import relative_difference
+
+
+def tree32(seed=0):
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), make_tree(seed))
+
+
+def grads32(seed=1, steps=1):
+    return [
+        jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), g) for g in random_grads(seed, steps)
+    ]
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Rprop", "Adafactor", "NAdam"])
+def test_writing_every_numeric_hyperparameter_every_step_never_recompiles(name):
+    opt = getattr(optim, name)(two_groups(tree32(), {"lr": 0.001}), lr=0.01)
+    grads = grads32(steps=30)
+    opt.step(grads[0])
+    compiled = opt._step._cache_size()
+    for i, g in enumerate(grads[1:]):
+        for group in opt.param_groups:
+            group["lr"] = 0.01 / (1 + i)
+            if "betas" in group:
+                group["betas"] = (0.9 - 0.001 * i, 0.999)
+            if "weight_decay" in group:
+                group["weight_decay"] = 1e-4 * i
+        opt.step(g)
+    assert opt._step._cache_size() == compiled == 1
+
+
+def test_structural_flag_change_rebuilds_and_keeps_state():
+    opt = optim.SGD(tree32(), lr=0.1, momentum=0.9)
+    grads = grads32(steps=3)
+    opt.step(grads[0])
+    buffer = opt.state_dict()["state"][0]["momentum_buffer"]
+    opt.param_groups[0]["nesterov"] = True
+    opt.step(grads[1])
+    assert opt.param_groups[0]["nesterov"] is True
+    assert not np.allclose(opt.state_dict()["state"][0]["momentum_buffer"], buffer)
+    with pytest.raises(ValueError, match="alters the optimizer state's layout"):
+        adam = optim.Adam(tree32())
+        adam.step(grads[0])
+        adam.param_groups[0]["amsgrad"] = True
+        adam.step(grads[1])
+
+
+def test_reading_param_groups_needs_no_device_and_sees_writes():
+    opt = optim.Adam(two_groups(tree32(), {"lr": 1e-4}), lr=1e-3)
+    assert opt.param_groups[1]["lr"] == 1e-4 and isinstance(opt.param_groups[1]["lr"], float)
+    opt.param_groups[1]["initial_lr"] = 1e-4  # a scheduler's key: appended, stored, harmless
+    assert list(opt.param_groups[1])[-1] == "initial_lr"
+    opt.step(grads32()[0])
+    assert jaxsched.get_hyperparams(opt.opt_state)[1]["lr"] == pytest.approx(1e-4)
+
+
+def test_bad_groups_and_grads_raise_like_torch():
+    tree = tree32()
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        optim.SGD(
+            [{"params": {"features": tree["features"]}}, {"params": {"features": tree["features"]}}]
+        )
+    with pytest.raises(ValueError, match=r"floating-point.*\['n'\].*int32"):
+        optim.SGD({"w": jnp.ones(2), "n": jnp.ones(2, jnp.int32)})
+    with pytest.raises(ValueError, match="Invalid learning rate: -1"):
+        optim.SGD(tree, lr=-1.0)
+    with pytest.raises(ValueError, match="Invalid beta parameter at index 1"):
+        optim.Adam([{"params": tree, "betas": (0.9, 1.5)}])
+    opt = optim.Adam(tree)
+    before = jax.tree.map(np.asarray, opt.params)
+    bad = grads32()[0]
+    bad["classifier"]["w"] = jnp.ones((2, 4))
+    with pytest.raises(ValueError, match=r"\['classifier'\]\['w'\] has shape \(2, 4\)"):
+        opt.step(bad)
+    missing = grads32()[0]
+    del missing["features"]["bias"]
+    with pytest.raises(ValueError, match=r"missing at \['features'\]\['bias'\]"):
+        opt.step(missing)
+    wrong_dtype = jax.tree.map(lambda x: x.astype(jnp.bfloat16), grads32()[0])
+    with pytest.raises(ValueError, match="dtype bfloat16"):
+        opt.step(wrong_dtype)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.all(a == b)), before, opt.params))
+    assert int(opt.opt_state.inner[0].count) == 0
+
+
+def test_load_state_dict_mismatch_raises_and_changes_nothing():
+    opt = optim.Adam(two_groups(tree32(), {"lr": 0.5}), lr=0.1)
+    opt.step(grads32()[0])
+    good = opt.state_dict()
+    with pytest.raises(ValueError, match="different number of parameter groups"):
+        opt.load_state_dict({"state": {}, "param_groups": good["param_groups"][:1]})
+    bad = {
+        "state": good["state"],
+        "param_groups": [good["param_groups"][0], {**good["param_groups"][1], "params": [2]}],
+    }
+    with pytest.raises(ValueError, match="doesn't match the size of optimizer's group"):
+        opt.load_state_dict(bad)
+    wrong_shape = {
+        "state": {**good["state"], 0: {**good["state"][0], "exp_avg": np.zeros(7)}},
+        "param_groups": good["param_groups"],
+    }
+    with pytest.raises(ValueError, match=r"exp_avg of shape \(7,\) for parameter 0"):
+        opt.load_state_dict(wrong_shape)
+    after = opt.state_dict()
+    assert after["param_groups"] == good["param_groups"]
+    for i in good["state"]:
+        for k in good["state"][i]:
+            np.testing.assert_array_equal(after["state"][i][k], good["state"][i][k])
+
+
+def test_add_param_group_matches_torch():
+    tree = make_tree()
+    ours = optim.SGD(
+        {"features": jax.tree.map(jnp.asarray, tree["features"])}, lr=0.05, momentum=0.9
+    )
+    theirs = TorchTwin(
+        torch.optim.SGD, [{"params": {"features": tree["features"]}}], lr=0.05, momentum=0.9
+    )
+    grads = random_grads(3, 20)
+    for g in grads[:10]:
+        ours.step(jax.tree.map(jnp.asarray, {"features": g["features"]}))
+        theirs.step({"features": g["features"]})
+    ours.add_param_group(
+        {"params": {"classifier": jax.tree.map(jnp.asarray, tree["classifier"])}, "lr": 0.01}
+    )
+    extra = TorchTwin(torch.optim.SGD, [{"params": {"classifier": tree["classifier"]}}])
+    theirs.opt.add_param_group({"params": list(extra.tensors.values()), "lr": 0.01})
+    theirs.tensors.update(extra.tensors)
+    assert list(ours.param_groups[1]) == list(theirs.opt.param_groups[1])
+    for g in grads[10:]:
+        ours.step(jax.tree.map(jnp.asarray, g))
+        theirs.step(g)
+    assert relative_difference(flat(ours.params), theirs.params()) < 1e-5  # float32 vs float64
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        ours.add_param_group({"params": {"classifier": {"w": jnp.ones((4, 2))}}})
+
+
+def test_users_own_jitted_step_with_tx_and_opt_state_keeps_the_view_live():
+    opt = optim.Adam(two_groups(tree32(), {"lr": 1e-4}), lr=1e-3)
+    tx, state, params = opt.tx, opt.opt_state, opt.params
+
+    @jax.jit
+    def train_step(params, state, grads):
+        state = jaxsched.set_hyperparams(state, 0, lr=state.hyperparams[0]["lr"] * 0.5)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    for g in grads32(steps=3):
+        params, state = train_step(params, state, g)
+    opt.opt_state = state
+    opt.params = params
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**3)
+    assert opt.param_groups[1]["lr"] == pytest.approx(1e-4)
+    assert opt.state_dict()["state"][0]["step"] == 3
+    opt.zero_grad()  # a documented no-op
+    opt.step(grads32()[0])
+
+
+def test_flax_linen_and_nnx_parameters():
+    flax = pytest.importorskip("flax")  # in the test extra; skipped only in a bare install
+    from flax import linen as nn
+    from flax import nnx
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(1, name="head")(nn.relu(nn.Dense(8, name="body")(x)))
+
+    x = jnp.ones((4, 3))
+    variables = MLP().init(jax.random.key(0), x)
+    opt = optim.SGD(
+        [
+            {"params": {"params": {"body": variables["params"]["body"]}}},
+            {"params": {"params": {"head": variables["params"]["head"]}}, "lr": 0.0},
+        ],
+        lr=0.1,
+        momentum=0.9,
+    )
+    loss = lambda p: jnp.mean(MLP().apply(p, x) ** 2)  # noqa: E731
+    head_before = np.asarray(opt.params["params"]["head"]["kernel"])
+    for _ in range(3):
+        opt.step(jax.grad(loss)(opt.params))
+    np.testing.assert_array_equal(opt.params["params"]["head"]["kernel"], head_before)  # lr 0
+
+    model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+    nopt = optim.Adam(nnx.state(model, nnx.Param), lr=0.01)
+
+    def nnx_loss(state):
+        m = nnx.merge(nnx.graphdef(model), state)
+        return jnp.mean(m(x) ** 2)
+
+    first = float(nnx_loss(nopt.params))
+    for _ in range(5):
+        nopt.step(jax.grad(nnx_loss)(nopt.params))
+    nnx.update(model, nopt.params)
+    assert float(jnp.mean(model(x) ** 2)) < first
+    assert flax is not None
