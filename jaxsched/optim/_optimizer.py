@@ -8,9 +8,10 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from .._grouped import GroupedState, grouped, set_hyperparams, split_hyperparams
+from .._grouped import GroupedState, _is_number, grouped
 from . import _trees
 from ._param_group import ParamGroup
 
@@ -75,10 +76,12 @@ class Optimizer:
         """(Re)build the transform, its state and the jitted step; keep ``previous`` inner states
         (all groups' when the structure allows, else an error)."""
         self._group_indices = _trees.group_leaf_indices(self._params, self._group_trees)
+        leaves, self._treedef = jax.tree_util.tree_flatten(self._params)
+        self._signature = [(p.shape, p.dtype) for p in leaves]
         self.tx = self._transform([pg._values for pg in self.param_groups])
         state = self.tx.init(self._params)
+        inner = dict(state.inner)
         if previous is not None:
-            inner = dict(state.inner)
             for g, old in previous.inner.items():
                 if jax.tree.structure(old) != jax.tree.structure(inner[g]):
                     raise ValueError(
@@ -86,13 +89,24 @@ class Optimizer:
                         f"(e.g. amsgrad or centered switched); build a new optimizer instead"
                     )
                 inner[g] = old
-            state = GroupedState(inner, state.hyperparams)
-        self._opt_state = state
-        tx = self.tx
+        # The jitted step donates params and the optimizer buffers; the numeric hyperparameters
+        # of all groups travel as one small vector built from the host mirror, re-uploaded only
+        # after a write (one transfer, never a recompile).
+        self._inner = inner
+        self._layout = {
+            g: {k: (tuple(x is not None for x in v) if isinstance(v, tuple) else None)
+                for k, v in hyper.items()}
+            for g, hyper in state.hyperparams.items()
+        }  # fmt: skip
+        self._hyper_dtype = np.dtype(jnp.result_type(float))  # looked up once: it is slow
+        self._refresh_host_vector()
+        tx, layout = self.tx, self._layout
 
-        def raw_step(params, opt_state, grads):
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state
+        def raw_step(params, inner, grads, hyper_vector):
+            state = GroupedState(inner, _unpack(hyper_vector, layout))
+            updates, state = tx.update(grads, state, params)
+            # The vector comes back as a device array, reused until the next write.
+            return optax.apply_updates(params, updates), state.inner, hyper_vector
 
         self._step = jax.jit(raw_step, donate_argnums=(0, 1))
 
@@ -114,17 +128,18 @@ class Optimizer:
 
     @property
     def opt_state(self) -> GroupedState:
+        """The :func:`jaxsched.grouped` state: the buffers and the groups' numeric
+        hyperparameters (as arrays built from ``param_groups``)."""
         self._sync()
-        return self._opt_state
+        return GroupedState(dict(self._inner), _unpack(self._hyperparams(), self._layout))
 
     @opt_state.setter
     def opt_state(self, state: GroupedState) -> None:
         """Adopt a state produced outside (e.g. by your own jitted train step); the groups'
         numeric hyperparameters are read back from it (one device-to-host transfer)."""
-        if jax.tree.structure(state) != jax.tree.structure(self._opt_state):
+        if jax.tree.structure(state) != jax.tree.structure(self.opt_state):
             raise ValueError("opt_state must have the structure of optimizer.opt_state")
-        self._opt_state = state
-        self._dirty.clear()
+        self._inner = dict(state.inner)
         for g, hyper in state.hyperparams.items():
             for name, value in hyper.items():
                 old = self.param_groups[g]._values[name]
@@ -134,6 +149,7 @@ class Optimizer:
                 else:
                     value = float(value)
                 self.param_groups[g]._values[name] = value
+        self._refresh_host_vector()
 
     def step(self, grads: Any, closure: Callable | None = None) -> Any:
         """Apply one update with ``grads`` (same structure, shapes and dtypes as ``params``);
@@ -141,14 +157,18 @@ class Optimizer:
         convention) and must be ``None``."""
         if closure is not None:
             raise ValueError("closure is not supported: compute the gradients and pass them")
-        if jax.tree.structure(grads) != jax.tree.structure(self._params) or any(
-            getattr(g, "shape", None) != p.shape or getattr(g, "dtype", None) != p.dtype
-            for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(self._params), strict=False)
+        leaves, treedef = jax.tree_util.tree_flatten(grads)
+        if (
+            treedef != self._treedef
+            or [(getattr(g, "shape", None), getattr(g, "dtype", None)) for g in leaves]
+            != self._signature
         ):
             problem = _trees.first_mismatch(self._params, grads)
             raise ValueError(f"grads do not match the parameters: {problem}")
         self._sync()
-        self._params, self._opt_state = self._step(self._params, self._opt_state, grads)
+        self._params, self._inner, self._hyper_cache = self._step(
+            self._params, self._inner, grads, self._hyperparams()
+        )
         return self._params
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -166,7 +186,7 @@ class Optimizer:
         values = self._values(param_group)
         type(self)._factory(**self._factory_kwargs(values))
         self._sync()
-        previous = self._opt_state
+        previous = self.opt_state
         self._params = jax.tree.map(lambda x: jnp.array(x, copy=True), union)
         self._group_trees.append(param_group["params"])
         self.param_groups.append(ParamGroup(self, len(self.param_groups), values))
@@ -202,7 +222,18 @@ class Optimizer:
         return condition is None or bool(condition(values))
 
     def _mark_dirty(self, g: int, key: str) -> None:
-        if key in self._hyperparameter_names:
+        """Called by ``ParamGroup.__setitem__``.  A number written over a number (the common
+        case: a scheduler's lr) goes straight into the host vector; anything else is settled
+        at the next step (possibly by rebuilding the transform)."""
+        if key not in self._hyperparameter_names:
+            return
+        slot = self._slots.get((g, key))
+        value = self.param_groups[g]._values[key]
+        if slot is not None and slot[1] is None and type(value) in (float, int):
+            if self._hyper_host[slot[0]] != value:  # rewriting the same value costs nothing
+                self._hyper_host[slot[0]] = value
+                self._hyper_cache = None
+        else:
             self._dirty.add((g, key))
 
     def _sync(self) -> None:
@@ -210,30 +241,66 @@ class Optimizer:
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
+        self._refresh_host_vector()
         rebuild = False
-        by_group: dict[int, dict[str, Any]] = {}
         for g, key in dirty:
             value = self.param_groups[g]._values[key]
-            held = self._opt_state.hyperparams[g]
-            dynamic, _ = split_hyperparams({key: value})
-            if key in held and key in dynamic and _same_shape(held[key], dynamic[key]):
-                by_group.setdefault(g, {})[key] = value
-            else:
-                rebuild = True
-        for g, values in by_group.items():
-            self._opt_state = set_hyperparams(self._opt_state, g, **values)
+            layout = self._layout[g]
+            if key not in layout or _layout_of(value) != layout[key]:
+                rebuild = True  # a structural value (bool, schedule) or a changed shape
         if rebuild:
             for pg in self.param_groups:
                 type(self)._factory(**self._factory_kwargs(pg._values))
-            self._build(self._opt_state)
+            inner = self._inner
+            self._build(GroupedState(inner, {}))
+
+    def _hyperparams(self) -> jax.Array | np.ndarray:
+        """Every group's numeric hyperparameters, flattened in ``_layout`` order into one
+        vector (the last argument of the jitted step): a fresh numpy array after a write (the
+        jitted call uploads it, ~4 us), else the device copy the last step returned."""
+        if self._hyper_cache is None:
+            self._hyper_cache = self._hyper_host.copy()  # the upload must not see later writes
+        return self._hyper_cache
+
+    def _refresh_host_vector(self) -> None:
+        """Rebuild the host vector (and the slot of every key) from the group values."""
+        values: list[float] = []
+        self._slots = {}
+        for g, layout in self._layout.items():
+            for key, mask in layout.items():
+                self._slots[(g, key)] = (len(values), mask)
+                value = self.param_groups[g]._values[key]
+                if mask is None:
+                    values.append(float(value))
+                else:
+                    values.extend(float(v) for v, m in zip(value, mask, strict=True) if m)
+        self._hyper_host = np.asarray(values, self._hyper_dtype)
+        self._hyper_cache = None
 
 
-def _same_shape(held: Any, new: Any) -> bool:
-    if isinstance(held, tuple) or isinstance(new, tuple):
-        return (
-            isinstance(held, tuple)
-            and isinstance(new, tuple)
-            and len(held) == len(new)
-            and all((h is None) == (n is None) for h, n in zip(held, new, strict=True))
-        )
-    return True
+def _layout_of(value: Any) -> tuple[bool, ...] | str | None:
+    """``None`` for a number, a mask for a tuple holding numbers, ``"static"`` otherwise."""
+    if _is_number(value):
+        return None
+    if isinstance(value, tuple) and any(_is_number(v) for v in value):
+        return tuple(_is_number(v) for v in value)
+    return "static"
+
+
+def _unpack(vector: jax.Array, layout: Mapping[int, Mapping[str, Any]]) -> dict:
+    """Inverse of ``Optimizer._hyperparams``: ``{group: {name: scalar or tuple}}``."""
+    out: dict[int, dict[str, Any]] = {}
+    i = 0
+    for g, names in layout.items():
+        out[g] = {}
+        for key, mask in names.items():
+            if mask is None:
+                out[g][key] = vector[i]
+                i += 1
+            else:
+                items = []
+                for m in mask:
+                    items.append(vector[i] if m else None)
+                    i += int(m)
+                out[g][key] = tuple(items)
+    return out

@@ -1,0 +1,190 @@
+"""Step time and peak memory: jaxsched.optim vs raw jitted optax vs torch.optim, side by side.
+
+Run:  python benchmarks/optimizer_step.py [--trees T,A,B] [--quick]
+
+Trees (as in the project's performance baselines): T tiny (3 leaves, 100 params), A
+resnet50-like (161 leaves, 25.6M params), B many-small (1000 leaves, 1M params); float32.
+For SGD(momentum=0.9) and Adam it times, in one process and interleaved rounds:
+
+- ``opt.step``: ``jaxsched.optim.SGD/Adam`` (stateful, two param groups, lr written into
+  ``param_groups`` before every step, as a scheduler would); ``opt.step no-w``: no writes;
+- ``jaxsched tx``: the same torch-exact transform, jitted and donated by hand;
+- ``optax``: ``optax.sgd/adam``, jitted and donated (the baseline a JAX user has);
+  ``optax inject``: the same under ``inject_hyperparams`` with lr written every step;
+- ``torch loop/foreach/fused``: ``torch.optim`` with each implementation.
+
+and prints medians (ms) and ratios against raw optax.  ``--memory`` also measures the peak RSS
+of ``opt.step`` vs raw optax vs torch fused on tree A, each in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxsched
+from jaxsched import optim
+
+TREES = {
+    "T": [(10, 8), (8,), (12,)],
+    "A": [(480, 1000)] * 53 + [(1500,)] * 108,
+    "B": [(1000,)] * 1000,
+}
+STEPS = {"T": 400, "A": 6, "B": 12}
+
+
+def make(tree: str):
+    rng = np.random.default_rng(0)
+    shapes = TREES[tree]
+    params = {f"p{i:04d}": rng.standard_normal(s, dtype=np.float32) for i, s in enumerate(shapes)}
+    grads = {k: rng.standard_normal(v.shape, dtype=np.float32) * 1e-2 for k, v in params.items()}
+    return params, grads
+
+
+def jax_variants(kind: str, params, grads):
+    """name -> (step callable, block callable); each owns its params and state."""
+    g = jax.tree.map(jnp.asarray, grads)
+    out = {}
+
+    def stateful(write_lr: bool):
+        half = len(params) // 2 or 1
+        keys = sorted(params)
+        groups = (
+            [
+                {"params": {k: params[k] for k in keys[:half]}},
+                {"params": {k: params[k] for k in keys[half:]}, "lr": 1e-4},
+            ]
+            if len(keys) > 1
+            else [{"params": params}]
+        )
+        opt = (
+            optim.SGD(groups, lr=1e-3, momentum=0.9)
+            if kind == "sgd"
+            else optim.Adam(groups, lr=1e-3)
+        )
+        counter = [0]
+
+        def step():
+            counter[0] += 1
+            if write_lr:
+                opt.param_groups[0]["lr"] = 1e-3 / (1 + 1e-3 * counter[0])
+            opt.step(g)
+
+        return step, lambda: jax.block_until_ready(opt.params)
+
+    def raw(tx, write_lr=False):
+        p = jax.tree.map(jnp.asarray, params)
+        state = [p, tx.init(p)]
+        counter = [0]
+
+        def update(p, s, g):
+            u, s = tx.update(g, s, p)
+            return optax.apply_updates(p, u), s
+
+        update = jax.jit(update, donate_argnums=(0, 1))
+
+        def step():
+            if write_lr:  # optax's way to change lr: the inject_hyperparams state
+                counter[0] += 1
+                state[1].hyperparams["learning_rate"] = 1e-3 / (1 + 1e-3 * counter[0])
+            state[0], state[1] = update(state[0], state[1], g)
+
+        return step, lambda: jax.block_until_ready(state[0])
+
+    out["opt.step"] = stateful(write_lr=True)
+    out["opt.step no-w"] = stateful(write_lr=False)
+    if kind == "sgd":
+        out["jaxsched tx"] = raw(jaxsched.sgd(1e-3, momentum=0.9))
+        out["optax"] = raw(optax.sgd(1e-3, momentum=0.9))
+        inject = optax.inject_hyperparams(optax.sgd)(learning_rate=1e-3, momentum=0.9)
+    else:
+        out["jaxsched tx"] = raw(jaxsched.adam(1e-3))
+        out["optax"] = raw(optax.adam(1e-3))
+        inject = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+    out["optax inject"] = raw(inject, write_lr=True)
+    return out
+
+
+def torch_variants(kind: str, params, grads):
+    import torch
+
+    torch.set_num_threads(2)
+    out = {}
+    for impl in ("loop", "foreach", "fused"):
+        tensors = [torch.tensor(v, requires_grad=True) for v in params.values()]
+        for t, gv in zip(tensors, grads.values(), strict=True):
+            t.grad = torch.tensor(gv)
+        flags = {"foreach": impl == "foreach", "fused": True if impl == "fused" else None}
+        if kind == "sgd":
+            opt = torch.optim.SGD(tensors, lr=1e-3, momentum=0.9, **flags)
+        else:
+            opt = torch.optim.Adam(tensors, lr=1e-3, **flags)
+        out[f"torch {impl}"] = (opt.step, lambda: None)
+    return out
+
+
+def time_variants(variants: dict, steps: int, rounds: int = 3) -> dict[str, float]:
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for step, block in variants.values():  # warm-up: compile, allocate state
+        step()
+        step()
+        block()
+    for _ in range(rounds):
+        for name, (step, block) in variants.items():
+            for _ in range(steps):
+                start = time.perf_counter()
+                step()
+                block()
+                samples[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(v) for name, v in samples.items()}
+
+
+def peak_rss(tree: str, kind: str, variant: str) -> float:
+    """Peak RSS (MB) of one variant on one tree, in a fresh interpreter."""
+    code = (
+        "import sys, json, resource; sys.argv=['x']; import benchmarks.optimizer_step as b; "
+        f"p, g = b.make({tree!r}); "
+        f"v = (b.torch_variants if {variant!r}.startswith('torch') else b.jax_variants)"
+        f"({kind!r}, p, g)[{variant!r}]; "
+        "[(v[0](), v[1]()) for _ in range(5)]; "
+        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trees", default="T,A,B")
+    parser.add_argument("--quick", action="store_true", help="a third of the steps")
+    parser.add_argument("--memory", action="store_true", help="peak RSS on tree A")
+    args = parser.parse_args()
+    print(f"jax {jax.__version__}, optax {optax.__version__}, devices {jax.devices()}")
+    for tree in args.trees.split(","):
+        params, grads = make(tree)
+        n = sum(v.size for v in params.values())
+        steps = max(3, STEPS[tree] // (3 if args.quick else 1))
+        for kind in ("sgd", "adam"):
+            variants = {**jax_variants(kind, params, grads), **torch_variants(kind, params, grads)}
+            medians = time_variants(variants, steps)
+            base = medians["optax"]
+            print(f"\ntree {tree} ({len(params)} leaves, {n:,} params), {kind}: median ms/step")
+            for name, ms in medians.items():
+                print(f"  {name:14s} {ms:9.4f}   {ms / base:5.2f}x optax")
+    if args.memory:
+        print("\npeak RSS on tree A (MB, fresh process each)")
+        for kind in ("sgd", "adam"):
+            for variant in ("opt.step", "optax", "torch fused"):
+                print(f"  {kind:5s} {variant:12s} {peak_rss('A', kind, variant):8.0f}")
+
+
+if __name__ == "__main__":
+    main()
