@@ -40,3 +40,13 @@ def test_optimizer_vs_torch_trains_and_agrees():
     assert len(losses) == 12 and losses[-1] < 0.5 * losses[0]
     assert max(abs(a - b) for a, b in zip(losses, torch_losses, strict=True)) < 1e-9
     assert float(lines[-1].split()[-1]) < 1e-10
+
+
+def test_flax_param_groups_example_trains():
+    out = run("flax_param_groups.py", "--steps", "20")
+    assert "param_groups[1] keys: ['params', 'lr', 'momentum'" in out
+    losses = [float(line.split()[3]) for line in out.splitlines() if line.startswith("step")]
+    assert losses[-1] < losses[0]
+    assert "lrs [0.025, 0.0005]" in out  # the hand-written halving
+    first, last = out.strip().splitlines()[-1].split("loss ")[1].split(" -> ")
+    assert float(last) < float(first)
