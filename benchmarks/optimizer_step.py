@@ -49,8 +49,9 @@ def make(tree: str):
     return params, grads
 
 
-def jax_variants(kind: str, params, grads):
-    """name -> (step callable, block callable); each owns its params and state."""
+def jax_variants(kind: str, params, grads, only: str | None = None):
+    """name -> (step callable, block callable); each owns its params and state (``only``:
+    build just that one, for memory measurements)."""
     g = jax.tree.map(jnp.asarray, grads)
     out = {}
 
@@ -99,26 +100,35 @@ def jax_variants(kind: str, params, grads):
 
         return step, lambda: jax.block_until_ready(state[0])
 
-    out["opt.step"] = stateful(write_lr=True)
-    out["opt.step no-w"] = stateful(write_lr=False)
-    if kind == "sgd":
-        out["jaxsched tx"] = raw(jaxsched.sgd(1e-3, momentum=0.9))
-        out["optax"] = raw(optax.sgd(1e-3, momentum=0.9))
-        inject = optax.inject_hyperparams(optax.sgd)(learning_rate=1e-3, momentum=0.9)
-    else:
-        out["jaxsched tx"] = raw(jaxsched.adam(1e-3))
-        out["optax"] = raw(optax.adam(1e-3))
-        inject = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
-    out["optax inject"] = raw(inject, write_lr=True)
+    sgd = kind == "sgd"
+    builders = {
+        "opt.step": lambda: stateful(write_lr=True),
+        "opt.step no-w": lambda: stateful(write_lr=False),
+        "jaxsched tx": lambda: raw(
+            jaxsched.sgd(1e-3, momentum=0.9) if sgd else jaxsched.adam(1e-3)
+        ),
+        "optax": lambda: raw(optax.sgd(1e-3, momentum=0.9) if sgd else optax.adam(1e-3)),
+        "optax inject": lambda: raw(
+            optax.inject_hyperparams(optax.sgd)(learning_rate=1e-3, momentum=0.9)
+            if sgd
+            else optax.inject_hyperparams(optax.adam)(learning_rate=1e-3),
+            write_lr=True,
+        ),
+    }
+    for name, build in builders.items():
+        if only is None or name == only:
+            out[name] = build()
     return out
 
 
-def torch_variants(kind: str, params, grads):
+def torch_variants(kind: str, params, grads, only: str | None = None):
     import torch
 
     torch.set_num_threads(2)
     out = {}
     for impl in ("loop", "foreach", "fused"):
+        if only is not None and only != f"torch {impl}":
+            continue
         tensors = [torch.tensor(v, requires_grad=True) for v in params.values()]
         for t, gv in zip(tensors, grads.values(), strict=True):
             t.grad = torch.tensor(gv)
@@ -153,7 +163,7 @@ def peak_rss(tree: str, kind: str, variant: str) -> float:
         "import sys, json, resource; sys.argv=['x']; import benchmarks.optimizer_step as b; "
         f"p, g = b.make({tree!r}); "
         f"v = (b.torch_variants if {variant!r}.startswith('torch') else b.jax_variants)"
-        f"({kind!r}, p, g)[{variant!r}]; "
+        f"({kind!r}, p, g, {variant!r})[{variant!r}]; "
         "[(v[0](), v[1]()) for _ in range(5)]; "
         "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))"
     )
