@@ -160,12 +160,14 @@ def time_variants(variants: dict, steps: int, rounds: int = 3) -> dict[str, floa
 def peak_rss(tree: str, kind: str, variant: str) -> float:
     """Peak RSS (MB) of one variant on one tree, in a fresh interpreter."""
     code = (
-        "import sys, json, resource; sys.argv=['x']; import benchmarks.optimizer_step as b; "
+        "import sys; sys.argv=['x']; import benchmarks.optimizer_step as b; "
         f"p, g = b.make({tree!r}); "
         f"v = (b.torch_variants if {variant!r}.startswith('torch') else b.jax_variants)"
         f"({kind!r}, p, g, {variant!r})[{variant!r}]; "
         "[(v[0](), v[1]()) for _ in range(5)]; "
-        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))"
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the (large) parent across exec
+        "print([int(l.split()[1]) / 1024 for l in open('/proc/self/status') "
+        "if l.startswith('VmHWM')][0])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])

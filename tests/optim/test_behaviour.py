@@ -214,3 +214,23 @@ def test_flax_linen_and_nnx_parameters():
     nnx.update(model, nopt.params)
     assert float(jnp.mean(model(x) ** 2)) < first
     assert flax is not None
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "NAdam"])
+def test_turning_weight_decay_on_and_off_mid_run_matches_torch(name):
+    """The zero-decay fast step and the general step agree with torch across the switch."""
+    tree = make_tree()
+    kwargs = dict(lr=0.01, momentum=0.9) if name == "SGD" else dict(lr=0.01)
+    ours = getattr(optim, name)(two_groups(jax.tree.map(jnp.asarray, tree), {}), **kwargs)
+    theirs = TorchTwin(
+        getattr(torch.optim, name), two_groups(tree, {}), dtype=torch.float32, **kwargs
+    )
+    for i, g in enumerate(random_grads(6, 30)):
+        if i in (10, 20):
+            value = 0.1 if i == 10 else 0.0
+            ours.param_groups[1]["weight_decay"] = theirs.opt.param_groups[1]["weight_decay"] = (
+                value
+            )
+        ours.step(jax.tree.map(jnp.asarray, g))
+        theirs.step(g)
+    assert relative_difference(flat(ours.params), theirs.params()) < 1e-5
