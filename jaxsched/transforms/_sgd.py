@@ -94,7 +94,8 @@ def sgd(
             if use_buffer:
                 mom = cast(mom_t, dtype)
                 blended = buf.astype(dtype) * mom + d * cast(1 - damp_t, dtype)
-                new_buf = jnp.where(first, d, blended)
+                # torch keeps no buffer at momentum 0 (so no dampening either): restart from d
+                new_buf = jnp.where(first | (mom == 0), d, blended)
                 d = d + mom * new_buf if nesterov else new_buf
                 new_buf = new_buf.astype(buf.dtype)
             return (cast(-lr_t, dtype) * d).astype(g.dtype), new_buf

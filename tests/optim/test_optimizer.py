@@ -17,6 +17,7 @@ O = torch.optim
 CLASSES = [
     ("SGD", dict(lr=0.01, momentum=0.9), dict(lr=0.001, nesterov=True)),
     ("SGD", dict(lr=0.01), dict(lr=0.05, weight_decay=0.1)),
+    ("SGD", dict(lr=0.01, dampening=0.5), dict(momentum=0.5)),  # dampening inert at momentum 0
     ("Adam", dict(lr=0.01), dict(lr=0.001, betas=(0.8, 0.99), amsgrad=True)),
     ("AdamW", dict(lr=0.01), dict(weight_decay=0.1, eps=1e-4)),
     ("Adagrad", dict(lr=0.1), dict(lr_decay=0.01, initial_accumulator_value=0.1)),
