@@ -1,5 +1,6 @@
 """Torch-like stateful optimizers: ``param_groups``, ``step()``, ``state_dict()``."""
 
+from . import lr_scheduler as lr_scheduler
 from ._classes import ASGD as ASGD
 from ._classes import SGD as SGD
 from ._classes import Adadelta as Adadelta
@@ -30,4 +31,5 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "Rprop",
+    "lr_scheduler",
 ]

@@ -53,6 +53,7 @@ class Optimizer:
         for spec in specs:
             self.param_groups.append(ParamGroup(self, len(self.param_groups), self._values(spec)))
         self._dirty: set[tuple[int, str]] = set()
+        self.steps_taken = 0  # lets schedulers warn when they are stepped first, as torch does
         self._build(previous=None)
 
     # -- construction ---------------------------------------------------------------------------
@@ -211,6 +212,7 @@ class Optimizer:
         self._sync()
         args = (self._params, self._inner, grads, self._hyperparams())
         self._params, self._inner, self._hyper_cache = self._executable(args)(*args)
+        self.steps_taken += 1
         return self._params
 
     def zero_grad(self, set_to_none: bool = True) -> None:
