@@ -50,3 +50,28 @@ def test_flax_param_groups_example_trains():
     assert "lrs [0.025, 0.0005]" in out  # the hand-written halving
     first, last = out.strip().splitlines()[-1].split("loss ")[1].split(" -> ")
     assert float(last) < float(first)
+
+
+def test_seed_recipes():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipes", EXAMPLES / "recipes.py")
+    recipes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipes)
+    losses = recipes.basic(epochs=8)
+    assert losses[-1] < losses[0]
+    recipes.keys()
+    recipes.groups(epochs=3)
+    recipes.step_vs_exp(epochs=4)
+    seen = recipes.manual(epochs=45)
+    assert seen[0] == 0.05 and seen[20] == 0.05 * 0.1 and seen[44] == 0.05 * 0.1**2
+    assert recipes.parity(epochs=12) < 1e-12
+
+
+def test_main_demo_trains_and_matches_torch():
+    out = run("train.py", "--epochs", "6")
+    rows = [line for line in out.splitlines() if line.startswith("epoch ") and "loss" in line]
+    losses = [float(line.split("loss")[1]) for line in rows]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert "lr 0.1 / 0.01" in rows[0] and "lr 0.05 / 0.005" in rows[5]  # StepLR(5, 0.5)
+    assert float(out.strip().splitlines()[-1].split("= ")[1]) < 1e-12
