@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as T
 
+import jaxsched.schedules as S
 from jaxsched import optim
 from jaxsched.optim import lr_scheduler as J
 
@@ -252,3 +253,62 @@ def test_onecycle_refuses_to_step_past_the_end():
         sched.step()
     with pytest.raises(ValueError, match="Tried to step 4 times"):
         sched.step()
+
+
+CLOSED_FORMS = [
+    ("StepLR", (3, 0.5), lambda: S.step_lr(0.1, 3, 0.5)),
+    ("MultiStepLR", ([4, 4, 9], 0.3), lambda: S.multistep_lr(0.1, [4, 4, 9], 0.3)),
+    ("ConstantLR", (0.5, 6), lambda: S.constant_lr(0.1, 0.5, 6)),
+    ("LinearLR", (0.2, 0.9, 7), lambda: S.linear_lr(0.1, 0.2, 0.9, 7)),
+    ("ExponentialLR", (0.93,), lambda: S.exponential_lr(0.1, 0.93)),
+    ("PolynomialLR", (9, 1.7), lambda: S.polynomial_lr(0.1, 9, 1.7)),
+    ("CosineAnnealingLR", (7, 0.01), lambda: S.cosine_annealing_lr(0.1, 7, 0.01)),
+]
+
+
+@pytest.mark.parametrize("name, args, functional", CLOSED_FORMS, ids=[c[0] for c in CLOSED_FORMS])
+def test_closed_form_and_chainable_rule_and_functional_schedule_agree(x64, name, args, functional):
+    """The stateful chainable rule, its closed form (``step(epoch)``, torch's path) and the
+    functional schedule are three computations of one curve; they agree to 1e-12."""
+    o, _ = make_pair()
+    grads = {k: jnp.ones_like(v) for k, v in o.params.items()}  # float64 under x64
+    chain = getattr(J, name)(o, *args)
+    closed_o, closed_t = make_pair()
+    closed = getattr(J, name)(closed_o, *args)
+    jumped = getattr(T, name)(closed_t, *args)
+    schedule = functional()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for epoch in range(1, 40):
+            o.step(grads)
+            chain.step()
+            closed.step(epoch)
+            jumped.step(epoch)
+            assert closed.get_last_lr() == jumped.get_last_lr()  # bit-identical to torch
+            value = float(schedule(epoch))
+            assert chain.get_last_lr()[0] == pytest.approx(value, rel=1e-12, abs=1e-15)
+            assert closed.get_last_lr()[0] == pytest.approx(value, rel=1e-12, abs=1e-15)
+
+
+def test_cawr_fractional_epochs_like_torch():
+    o, t = make_pair()
+    so, st = J.CosineAnnealingWarmRestarts(o, 3, 2), T.CosineAnnealingWarmRestarts(t, 3, 2)
+    for epoch in (0.5, 1.25, 4.5, 9.0, 20.75):
+        so.step(epoch)
+        st.step(epoch)
+        assert so.get_last_lr() == st.get_last_lr() and so.T_cur == st.T_cur
+    so.step()
+    st.step()
+    assert so.get_last_lr() == st.get_last_lr() and so.last_epoch == st.last_epoch
+
+
+def test_scheduler_step_moves_nothing_to_the_device():
+    import jax
+
+    o, _ = make_pair()
+    sched = J.OneCycleLR(o, 0.1, total_steps=50)
+    o.step(GRADS)
+    with jax.transfer_guard("disallow"):
+        for _ in range(5):
+            sched.step()
+            o.param_groups[0]["lr"]  # reading a value needs no device either
