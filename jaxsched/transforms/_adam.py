@@ -10,6 +10,7 @@ import optax
 
 from ._common import (
     Hyperparam,
+    adam_moments,
     cast,
     check_betas,
     check_eps,
@@ -130,16 +131,10 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled):
         def leaf(g, p, m, v, vmax):
             dtype = compute_dtype(g)
             c = lambda x: cast(x, dtype)  # noqa: E731
-            g = -c(g) if maximize else c(g)
-            shrink = None
-            if decay and decoupled:
-                # torch: p *= (1 - lr * wd), the factor rounded once to the parameter dtype.
-                p = c(p)
-                shrink = p * c(1 - lr_t * wd_t) - p
-            elif decay:
-                g = g + c(wd_t) * c(p)
-            m_new = c(m) + (g - c(m)) * c(1 - b1)
-            v_new = c(v) * c(b2) + g * g * c(1 - b2)
+            g, shrink, m_new, v_new = adam_moments(
+                g, p, m, v, dtype, maximize=maximize, decay=decay, decoupled=decoupled,
+                lr=lr_t, wd=wd_t, b1=b1, b2=b2,
+            )  # fmt: skip
             vhat = v_new
             vmax_new = None
             if amsgrad:

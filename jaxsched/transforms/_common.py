@@ -179,3 +179,22 @@ def map_leaves(fn: Callable[..., tuple], grads: Any, *trees: Any) -> tuple:
         leaves = [r[i] for r in results]
         outputs.append(None if all(x is None for x in leaves) else treedef.unflatten(leaves))
     return tuple(outputs)
+
+
+def adam_moments(g, p, m, v, dtype, *, maximize, decay, decoupled, lr, wd, b1, b2):
+    """The prologue Adam, NAdam and RAdam share, in torch's order: negate for ``maximize``;
+    couple the weight decay into the gradient, or decouple it as ``p * (1 - lr * wd) - p``
+    (returned as ``shrink``, else ``None``); then both moments.  Returns
+    ``(g, shrink, m_new, v_new)`` in ``dtype``."""
+    c = lambda x: cast(x, dtype)  # noqa: E731
+    g = -c(g) if maximize else c(g)
+    shrink = None
+    if decay and decoupled:
+        # torch: p *= (1 - lr * wd), the factor rounded once to the parameter dtype.
+        p = c(p)
+        shrink = p * c(1 - lr * wd) - p
+    elif decay:
+        g = g + c(wd) * c(p)
+    m_new = c(m) + (g - c(m)) * c(1 - b1)
+    v_new = c(v) * c(b2) + g * g * c(1 - b2)
+    return g, shrink, m_new, v_new

@@ -11,6 +11,7 @@ import optax
 
 from ._common import (
     Hyperparam,
+    adam_moments,
     cast,
     check_betas,
     check_eps,
@@ -110,15 +111,10 @@ def radam(
         def leaf(g, p, m, v):
             dtype = compute_dtype(g)
             c = lambda x: cast(x, dtype)  # noqa: E731
-            g = -c(g) if maximize else c(g)
-            shrink = None
-            if decay and decoupled_weight_decay:
-                p = c(p)
-                shrink = p * c(1 - lr_t * wd_t) - p
-            elif decay:
-                g = g + c(wd_t) * c(p)
-            m_new = c(m) + (g - c(m)) * c(1 - b1)
-            v_new = c(v) * c(b2) + g * g * c(1 - b2)
+            g, shrink, m_new, v_new = adam_moments(
+                g, p, m, v, dtype, maximize=maximize, decay=decay,
+                decoupled=decoupled_weight_decay, lr=lr_t, wd=wd_t, b1=b1, b2=b2,
+            )  # fmt: skip
             corrected = m_new / c(bc1)
             adaptive = c(bc2_sqrt) / (jnp.sqrt(v_new) + c(eps_t))
             step = jnp.where(
