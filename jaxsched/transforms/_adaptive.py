@@ -22,17 +22,12 @@ from ._common import (
     map_leaves,
     need_params,
     one_minus_pow,
+    signed_grad,
     tree_zeros_like,
     value_at,
 )
 
 _COUNT0 = lambda: jnp.zeros((), jnp.int32)  # noqa: E731
-
-
-def _grad(g, p, wd, decay, maximize, dtype):
-    """torch's common prologue: negate for ``maximize``, then add coupled weight decay."""
-    g = -cast(g, dtype) if maximize else cast(g, dtype)
-    return g + cast(wd, dtype) * cast(p, dtype) if decay else g
 
 
 class AdagradState(NamedTuple):
@@ -87,7 +82,7 @@ def adagrad(
 
         def leaf(g, p, s):
             dtype = compute_dtype(g)
-            g = _grad(g, p, wd_t, decay, maximize, dtype)
+            g = signed_grad(g, p, wd_t, decay, maximize, dtype)
             s_new = cast(s, dtype) + g * g
             update = cast(-clr, dtype) * (g / (jnp.sqrt(s_new) + cast(eps_t, dtype)))
             return update.astype(g.dtype), s_new.astype(s.dtype)
@@ -143,7 +138,7 @@ def adadelta(
 
         def leaf(g, p, v, u):
             dtype = compute_dtype(g)
-            g = _grad(g, p, wd_t, decay, maximize, dtype)
+            g = signed_grad(g, p, wd_t, decay, maximize, dtype)
             e, r = cast(eps_t, dtype), cast(rho_t, dtype)
             v_new = cast(v, dtype) * r + g * g * cast(1 - rho_t, dtype)
             delta = jnp.sqrt(cast(u, dtype) + e) / jnp.sqrt(v_new + e) * g
@@ -208,7 +203,7 @@ def adamax(
 
         def leaf(g, p, m, u):
             dtype = compute_dtype(g)
-            g = _grad(g, p, wd_t, decay, maximize, dtype)
+            g = signed_grad(g, p, wd_t, decay, maximize, dtype)
             m_new = cast(m, dtype) + (g - cast(m, dtype)) * cast(1 - b1, dtype)
             u_new = jnp.maximum(cast(u, dtype) * cast(b2, dtype), jnp.abs(g) + cast(eps_t, dtype))
             update = cast(-clr, dtype) * (m_new / u_new)
@@ -284,7 +279,7 @@ def rmsprop(
 
         def leaf(g, p, v, ga, buf):
             dtype = compute_dtype(g)
-            g = _grad(g, p, wd_t, decay, maximize, dtype)
+            g = signed_grad(g, p, wd_t, decay, maximize, dtype)
             v_new = cast(v, dtype) * cast(a_t, dtype) + g * g * cast(1 - a_t, dtype)
             ga_new = None
             if centered:

@@ -20,6 +20,7 @@ from ._common import (
     map_leaves,
     need_params,
     scalar_dtype,
+    signed_grad,
     tree_zeros_like,
     value_at,
 )
@@ -84,10 +85,8 @@ def asgd(
 
         def leaf(g, p, ax):
             dtype = compute_dtype(g)
-            g = -cast(g, dtype) if maximize else cast(g, dtype)
+            g = signed_grad(g, p, wd_t, decay, maximize, dtype)
             p = cast(p, dtype)
-            if decay:
-                g = g + cast(wd_t, dtype) * p
             p_new = p * cast(shrink, dtype) + cast(-eta, dtype) * g
             ax_c = cast(ax, dtype)
             ax_new = jnp.where(mu == 1, p_new, ax_c + (p_new - ax_c) * cast(mu, dtype))

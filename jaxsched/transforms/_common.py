@@ -181,20 +181,27 @@ def map_leaves(fn: Callable[..., tuple], grads: Any, *trees: Any) -> tuple:
     return tuple(outputs)
 
 
+def signed_grad(g, p, wd, decay: bool, maximize: bool, dtype):
+    """torch's common prologue: negate for ``maximize``, then add coupled weight decay
+    (``g + wd * p``), in ``dtype``."""
+    g = -cast(g, dtype) if maximize else cast(g, dtype)
+    return g + cast(wd, dtype) * cast(p, dtype) if decay else g
+
+
 def adam_moments(g, p, m, v, dtype, *, maximize, decay, decoupled, lr, wd, b1, b2):
     """The prologue Adam, NAdam and RAdam share, in torch's order: negate for ``maximize``;
     couple the weight decay into the gradient, or decouple it as ``p * (1 - lr * wd) - p``
     (returned as ``shrink``, else ``None``); then both moments.  Returns
     ``(g, shrink, m_new, v_new)`` in ``dtype``."""
     c = lambda x: cast(x, dtype)  # noqa: E731
-    g = -c(g) if maximize else c(g)
     shrink = None
     if decay and decoupled:
         # torch: p *= (1 - lr * wd), the factor rounded once to the parameter dtype.
+        g = signed_grad(g, p, wd, False, maximize, dtype)
         p = c(p)
         shrink = p * c(1 - lr * wd) - p
-    elif decay:
-        g = g + c(wd) * c(p)
+    else:
+        g = signed_grad(g, p, wd, decay, maximize, dtype)
     m_new = c(m) + (g - c(m)) * c(1 - b1)
     v_new = c(v) * c(b2) + g * g * c(1 - b2)
     return g, shrink, m_new, v_new

@@ -20,6 +20,7 @@ from ._common import (
     is_zero,
     map_leaves,
     need_params,
+    signed_grad,
     value_at,
 )
 
@@ -87,9 +88,7 @@ def sgd(
 
         def leaf(g, p, buf):
             dtype = compute_dtype(g)
-            d = -g.astype(dtype) if maximize else g.astype(dtype)
-            if decay:
-                d = d + cast(wd_t, dtype) * p.astype(dtype)
+            d = signed_grad(g, p, wd_t, decay, maximize, dtype)
             new_buf = None
             if use_buffer:
                 mom = cast(mom_t, dtype)
