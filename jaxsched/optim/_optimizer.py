@@ -131,8 +131,8 @@ class Optimizer:
 
     @staticmethod
     def _jit_step(tx: optax.GradientTransformation, layout: Mapping) -> Callable:
-        def raw_step(params, inner, grads, hyper_vector, lrs):
-            state = GroupedState(inner, _unpack(hyper_vector, layout, lrs))
+        def raw_step(params, inner, grads, hyper_vector):
+            state = GroupedState(inner, _unpack(hyper_vector, layout))
             updates, state = tx.update(grads, state, params)
             # The vector comes back as a device array, reused until the next write.
             return optax.apply_updates(params, updates), state.inner, hyper_vector
@@ -176,8 +176,7 @@ class Optimizer:
         hyperparameters (as arrays built from ``param_groups``)."""
         self._sync()
         vector = self._hyperparams()
-        lrs = tuple(jnp.asarray(v, self._hyper_dtype) for v in self._fast_host)
-        return GroupedState(dict(self._inner), _unpack(vector, self._layout, lrs))
+        return GroupedState(dict(self._inner), _unpack(vector, self._layout))
 
     @opt_state.setter
     def opt_state(self, state: GroupedState) -> None:
@@ -212,7 +211,7 @@ class Optimizer:
             problem = _trees.first_mismatch(self._params, grads)
             raise ValueError(f"grads do not match the parameters: {problem}")
         self._sync()
-        args = (self._params, self._inner, grads, self._hyperparams(), tuple(self._fast_host))
+        args = (self._params, self._inner, grads, self._hyperparams())
         self._params, self._inner, self._hyper_cache = self._executable(args)(*args)
         self.steps_taken += 1
         return self._params
@@ -274,17 +273,6 @@ class Optimizer:
         if key not in self._hyperparameter_names:
             return
         value = self.param_groups[g]._values[key]
-        fast = self._fast_slots.get((g, key))
-        if fast is not None and _layout_of(value) == fast[1]:
-            # The lr (what schedulers write, often every step) travels as a Python float
-            # argument: ~3.5 us, against ~10-20 us for uploading a changed vector.
-            start, mask = fast
-            if mask is None:
-                self._fast_host[start] = float(value)
-            else:
-                picked = [float(v) for v, m in zip(value, mask, strict=True) if m]
-                self._fast_host[start : start + len(picked)] = picked
-            return
         slot = self._slots.get((g, key))
         if slot is not None and slot[1] is None and type(value) in (float, int):
             if self._hyper_host[slot[0]] != value:  # rewriting the same value costs nothing
@@ -325,18 +313,14 @@ class Optimizer:
         """Rebuild the host vector (and the slot of every key) from the group values."""
         values: list[float] = []
         self._slots = {}
-        self._fast_host: list[float] = []
-        self._fast_slots = {}
         for g, layout in self._layout.items():
             for key, mask in layout.items():
-                fast = key in _SCHEDULED_KEYS  # passed separately, see _mark_dirty
-                target = self._fast_host if fast else values
-                (self._fast_slots if fast else self._slots)[(g, key)] = (len(target), mask)
+                self._slots[(g, key)] = (len(values), mask)
                 value = self.param_groups[g]._values[key]
                 if mask is None:
-                    target.append(float(value))
+                    values.append(float(value))
                 else:
-                    target.extend(float(v) for v, m in zip(value, mask, strict=True) if m)
+                    values.extend(float(v) for v, m in zip(value, mask, strict=True) if m)
         self._hyper_host = np.asarray(values, self._hyper_dtype)
         self._hyper_cache = None
         self._choice = None
@@ -351,29 +335,23 @@ def _layout_of(value: Any) -> tuple[bool, ...] | str | None:
     return "static"
 
 
-# Keys that would travel as Python-float arguments instead of in the vector.  Measured on the
-# tiny tree: each float costs ~4-5 us on *every* step, while uploading a changed vector costs
-# ~10-20 us only on steps after a write; the vector alone keeps the no-write step at 1.5x raw
-# optax (floats for lr: 1.95x), so the set is empty.  The mechanism stays for experiments.
-_SCHEDULED_KEYS: frozenset[str] = frozenset()
+def _unpack(vector: jax.Array, layout: Mapping[int, Mapping[str, Any]]) -> dict:
+    """Inverse of ``Optimizer._hyperparams``: ``{group: {name: scalar or tuple}}``.
 
-
-def _unpack(vector: jax.Array, layout: Mapping[int, Mapping[str, Any]], fast: tuple) -> dict:
-    """Inverse of ``Optimizer._hyperparams`` and of the scheduled values (``fast``):
-    ``{group: {name: scalar or tuple}}``."""
+    (Passing the lr as a Python-float argument instead was measured and dropped: ~4-5 us per
+    float on every step, against ~10-20 us to upload the vector only after a write.)"""
     out: dict[int, dict[str, Any]] = {}
-    sources = {False: (vector, [0]), True: (fast, [0])}
+    i = 0
     for g, names in layout.items():
         out[g] = {}
         for key, mask in names.items():
-            source, cursor = sources[key in _SCHEDULED_KEYS]
             if mask is None:
-                out[g][key] = source[cursor[0]]
-                cursor[0] += 1
+                out[g][key] = vector[i]
+                i += 1
             else:
                 items = []
                 for m in mask:
-                    items.append(source[cursor[0]] if m else None)
-                    cursor[0] += int(m)
+                    items.append(vector[i] if m else None)
+                    i += int(m)
                 out[g][key] = tuple(items)
     return out
