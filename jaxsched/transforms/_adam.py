@@ -68,12 +68,10 @@ def adam(
     maximum of the *bias-corrected* second moment (torch: the raw one), so trajectories differ;
     ``optax.adamw``'s default weight decay is 1e-4 (torch 1e-2).
     """
-    check_lr(lr)
-    check_eps(eps)
-    check_betas(betas)
-    check_weight_decay(weight_decay)
-    check_flags(foreach, fused, capturable, differentiable)
-    return _adam("adam", lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay)
+    flags = (foreach, fused, capturable, differentiable)
+    return _adam(
+        "adam", lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay, flags
+    )
 
 
 def adamw(
@@ -96,15 +94,18 @@ def adamw(
     Differences from optax: ``optax.adamw`` defaults to ``weight_decay=1e-4`` and applies the
     decay to the update (``-lr * (adam + wd * p)``), which equals torch's up to rounding.
     """
+    flags = (foreach, fused, capturable, differentiable)
+    return _adam("adamw", lr, betas, eps, weight_decay, amsgrad, maximize, True, flags)
+
+
+def _adam(name, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, flags):
+    """The shared body of :func:`adam` and :func:`adamw`: torch's checks (values first, then the
+    implementation flags), then the transform."""
     check_lr(lr)
     check_eps(eps)
     check_betas(betas)
     check_weight_decay(weight_decay)
-    check_flags(foreach, fused, capturable, differentiable)
-    return _adam("adamw", lr, betas, eps, weight_decay, amsgrad, maximize, True)
-
-
-def _adam(name, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled):
+    check_flags(*flags)
     beta1, beta2 = betas
     decay = not is_zero(weight_decay)
 
