@@ -12,7 +12,7 @@ import numpy as np
 import optax
 
 from .._grouped import GroupedState, _is_number, grouped_with_frozen
-from . import _trees
+from . import _fused, _trees
 from ._param_group import ParamGroup
 
 
@@ -116,6 +116,25 @@ class Optimizer:
         # makes XLA read the parameters in two more passes: +12-17% per Adam step even at 0).
         # Both are compiled at the first step, so a later write that makes the decay non-zero
         # switches executables without compiling.
+        # On the CPU, SGD/Adam/AdamW run one-pass kernels instead (see _fused); their state
+        # keeps each per-parameter quantity of a group as one flat buffer.
+        group_leaves = [[leaves[i] for i in idx] for idx in self._group_indices]
+        group_values = [pg._values for pg in self.param_groups]
+        self._fused = _fused.applies(
+            type(self)._factory, group_values, group_leaves, self._layout,
+            self._hyperparameter_names,
+        )  # fmt: skip
+        self._compiled: dict[str, Any] = {}
+        self._choice = None
+        if self._fused:
+            self._inner = {g: _fused.to_flat(s) for g, s in inner.items()}
+            layout = self._layout
+            self._general = _fused.jit_step(
+                _fused.kind_of(type(self)._factory), self._treedef, self._group_indices,
+                group_values, lambda vector: _unpack(vector, layout),
+            )  # fmt: skip
+            self._fast = None
+            return
         self._fast_pattern = self._zero_decay_groups()
         self._general = self._jit_step(self.tx, self._layout)
         self._fast = (
@@ -126,8 +145,6 @@ class Optimizer:
             if self._fast_pattern
             else None
         )
-        self._compiled: dict[str, Any] = {}
-        self._choice = None
 
     @staticmethod
     def _jit_step(tx: optax.GradientTransformation, layout: Mapping) -> Callable:
@@ -176,7 +193,7 @@ class Optimizer:
         hyperparameters (as arrays built from ``param_groups``)."""
         self._sync()
         vector = self._hyperparams()
-        return GroupedState(dict(self._inner), _unpack(vector, self._layout))
+        return GroupedState(self._tree_inner(), _unpack(vector, self._layout))
 
     @opt_state.setter
     def opt_state(self, state: GroupedState) -> None:
@@ -185,6 +202,8 @@ class Optimizer:
         if jax.tree.structure(state) != jax.tree.structure(self.opt_state):
             raise ValueError("opt_state must have the structure of optimizer.opt_state")
         self._inner = dict(state.inner)
+        if self._fused:
+            self._inner = {g: _fused.to_flat(v) for g, v in self._inner.items()}
         for g, hyper in state.hyperparams.items():
             for name, value in hyper.items():
                 old = self.param_groups[g]._values[name]
@@ -258,6 +277,15 @@ class Optimizer:
 
     # -- internals ------------------------------------------------------------------------------
 
+    def _tree_inner(self) -> dict[int, Any]:
+        """The groups' transform states over their leaves (the fast path keeps flat buffers)."""
+        if not self._fused:
+            return dict(self._inner)
+        return {
+            g: _fused.to_tree(state, [self._signature[i][0] for i in self._group_indices[g]])
+            for g, state in self._inner.items()
+        }
+
     def _group_leaves(self, g: int) -> list[jax.Array]:
         leaves = jax.tree.leaves(self._params)
         return [leaves[i] for i in self._group_indices[g]]
@@ -298,8 +326,7 @@ class Optimizer:
         if rebuild:
             for pg in self.param_groups:
                 type(self)._factory(**self._factory_kwargs(pg._values))
-            inner = self._inner
-            self._build(GroupedState(inner, {}))
+            self._build(GroupedState(self._tree_inner(), {}))
 
     def _hyperparams(self) -> jax.Array | np.ndarray:
         """Every group's numeric hyperparameters, flattened in ``_layout`` order into one

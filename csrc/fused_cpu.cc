@@ -1,0 +1,249 @@
+// One-pass CPU kernels for the stateful optimizers (jaxsched.optim), called through XLA's typed
+// FFI.  Each kernel updates, in place, a parameter list (one buffer per leaf) and the group's
+// optimizer state held as one flat buffer per quantity (the leaves laid end to end), reading
+// every element once and writing it once: XLA:CPU has no multi-output fusion, so the same
+// update written in jnp takes three or more passes over memory.
+//
+// The arithmetic is the elementwise part of jaxsched.sgd / jaxsched.adam(w), operation for
+// operation and in the parameter dtype (compile with -ffp-contract=off: no FMA contraction);
+// the scalars (learning rate, bias corrections, ...) are computed by the caller in jnp, exactly
+// as the transforms compute them, and passed as one small buffer.
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// The leaves of one parameter group, laid end to end: leaf l covers [offset[l], offset[l+1]).
+struct Leaves {
+  std::vector<void*> param;
+  std::vector<const void*> grad;
+  std::vector<int64_t> offset{0};
+  int64_t total() const { return offset.back(); }
+};
+
+// Calls fn(leaf, first element in the flat layout, begin, end) for the parts of the leaves that
+// fall in the flat range [lo, hi).
+template <typename Fn>
+void ForEachPart(const Leaves& leaves, int64_t lo, int64_t hi, Fn fn) {
+  for (size_t l = 0; l + 1 < leaves.offset.size(); ++l) {
+    int64_t start = leaves.offset[l], end = leaves.offset[l + 1];
+    if (end <= lo) continue;
+    if (start >= hi) break;
+    fn(l, start, (lo > start ? lo : start) - start, (hi < end ? hi : end) - start);
+  }
+}
+
+// Splits [0, total) into one part per thread of XLA's intra-op pool.  The caller takes parts
+// too, so the call completes even when no pool thread is free (no deadlock when two kernels
+// run at once); parts scheduled but started late find nothing left and return.
+template <typename Fn>
+void Parallel(ffi::ThreadPool& pool, int64_t total, const Fn& fn) {
+  const int64_t parts = pool.num_threads();
+  if (total < (int64_t{1} << 16) || parts < 2) {
+    fn(int64_t{0}, total);
+    return;
+  }
+  struct Shared {
+    std::atomic<int64_t> next{0}, done{0};
+  };
+  auto shared = std::make_shared<Shared>();
+  auto work = [shared, parts, total, &fn] {
+    for (int64_t i; (i = shared->next.fetch_add(1)) < parts;) {
+      fn(total * i / parts, total * (i + 1) / parts);
+      shared->done.fetch_add(1, std::memory_order_release);
+    }
+  };
+  for (int64_t i = 1; i < parts; ++i) {
+    auto task = work;
+    pool.Schedule(std::move(task));
+  }
+  work();
+  while (shared->done.load(std::memory_order_acquire) < parts) std::this_thread::yield();
+}
+
+// ---- SGD --------------------------------------------------------------------------------------
+// scalars: -lr, momentum, 1 - dampening, weight_decay, first step (1 or 0).
+template <typename T, bool kMaximize, bool kNesterov, bool kDecay, bool kRestart>
+void SgdLoop(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ b, int64_t n,
+             const T* s) {
+  const T neg_lr = s[0], mom = s[1], one_minus_damp = s[2], wd = s[3];
+  for (int64_t i = 0; i < n; ++i) {
+    const T pi = p[i];
+    T d = kMaximize ? -g[i] : g[i];
+    if (kDecay) d = d + wd * pi;
+    const T buf = kRestart ? d : b[i] * mom + d * one_minus_damp;
+    b[i] = buf;
+    const T dir = kNesterov ? d + mom * buf : buf;
+    p[i] = pi + neg_lr * dir;
+  }
+}
+
+template <typename T>
+ffi::Error Sgd(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs args,
+               ffi::RemainingRets rets, bool maximize, bool nesterov);
+
+// ---- Adam / AdamW -----------------------------------------------------------------------------
+// scalars: -lr / (1 - beta1^t), sqrt(1 - beta2^t), eps, 1 - beta1, beta2, 1 - beta2,
+// weight_decay, 1 - lr * weight_decay.  kDecay: 0 none, 1 coupled (L2), 2 decoupled (AdamW).
+template <typename T, bool kMaximize, bool kAmsgrad, int kDecay>
+void AdamLoop(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
+              T* __restrict__ vmax, int64_t n, const T* s) {
+  const T neg_step = s[0], bc2_sqrt = s[1], eps = s[2], one_minus_b1 = s[3], b2 = s[4],
+          one_minus_b2 = s[5], wd = s[6], shrink = s[7];
+  for (int64_t i = 0; i < n; ++i) {
+    const T pi = p[i];
+    T gi = kMaximize ? -g[i] : g[i];
+    if (kDecay == 1) gi = gi + wd * pi;
+    const T mi = m[i] + (gi - m[i]) * one_minus_b1;
+    const T vi = v[i] * b2 + gi * gi * one_minus_b2;
+    m[i] = mi;
+    v[i] = vi;
+    T vhat = vi;
+    if (kAmsgrad) {
+      const T x = vmax[i];
+      vhat = (x != x || x > vi) ? x : vi;  // jnp.maximum: NaN wins
+      vmax[i] = vhat;
+    }
+    T u = neg_step * (mi / (std::sqrt(vhat) / bc2_sqrt + eps));
+    if (kDecay == 2) u = (pi * shrink - pi) + u;
+    p[i] = pi + u;
+  }
+}
+
+// Reads the k parameter leaves (results 0..k-1, aliased to arguments 0..k-1 after `scalars`),
+// the k gradients (arguments k..2k-1) and `state` flat buffers (results k.., aliased).
+template <typename T>
+ffi::ErrorOr<Leaves> Gather(ffi::RemainingArgs& args, ffi::RemainingRets& rets, size_t state,
+                            std::vector<T*>& flat) {
+  if (args.size() < state || (args.size() - state) % 2 != 0) {
+    return ffi::Unexpected(ffi::Error::InvalidArgument("jaxsched fused step: argument count"));
+  }
+  const size_t k = (args.size() - state) / 2;
+  Leaves leaves;
+  for (size_t l = 0; l < k; ++l) {
+    auto p = rets.get<ffi::AnyBuffer>(l);
+    auto g = args.get<ffi::AnyBuffer>(k + l);
+    if (!p.has_value() || !g.has_value()) {
+      return ffi::Unexpected(ffi::Error::InvalidArgument("jaxsched fused step: missing leaf"));
+    }
+    leaves.param.push_back((*p)->untyped_data());
+    leaves.grad.push_back(g->untyped_data());
+    leaves.offset.push_back(leaves.offset.back() + static_cast<int64_t>(g->element_count()));
+  }
+  for (size_t j = 0; j < state; ++j) {
+    auto r = rets.get<ffi::AnyBuffer>(k + j);
+    if (!r.has_value()) {
+      return ffi::Unexpected(ffi::Error::InvalidArgument("jaxsched fused step: missing state"));
+    }
+    if (static_cast<int64_t>((*r)->element_count()) != leaves.total()) {
+      return ffi::Unexpected(ffi::Error::InvalidArgument("jaxsched fused step: state size"));
+    }
+    flat.push_back(static_cast<T*>((*r)->untyped_data()));
+  }
+  return leaves;
+}
+
+template <bool... kFlags>
+struct Flags {};
+
+// Turns N run-time booleans into template arguments: calls fn(Flags<b0, ..., bN-1>{}).
+template <size_t N, typename Fn, bool... kDone>
+void Dispatch(const Fn& fn, const bool* rest, Flags<kDone...> = {}) {
+  if constexpr (sizeof...(kDone) == N) {
+    fn(Flags<kDone...>{});
+  } else if (rest[0]) {
+    Dispatch<N>(fn, rest + 1, Flags<kDone..., true>{});
+  } else {
+    Dispatch<N>(fn, rest + 1, Flags<kDone..., false>{});
+  }
+}
+
+template <typename T>
+ffi::Error Sgd(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs args,
+               ffi::RemainingRets rets, bool maximize, bool nesterov) {
+  std::vector<T*> flat;
+  auto leaves = Gather<T>(args, rets, 1, flat);
+  if (leaves.has_error()) return leaves.error();
+  const T* s = static_cast<const T*>(scalars.untyped_data());
+  // momentum 0 (torch keeps no buffer) or the first step: the buffer restarts from d.
+  const bool flags[4] = {maximize, nesterov, s[3] != T(0), s[1] == T(0) || s[4] != T(0)};
+  Dispatch<4>(
+      [&](auto f) {
+        [&]<bool kMax, bool kNes, bool kDecay, bool kRestart>(Flags<kMax, kNes, kDecay, kRestart>) {
+          Parallel(pool, leaves->total(), [&](int64_t lo, int64_t hi) {
+            ForEachPart(*leaves, lo, hi, [&](size_t l, int64_t start, int64_t a, int64_t b) {
+              SgdLoop<T, kMax, kNes, kDecay, kRestart>(
+                  static_cast<T*>(leaves->param[l]) + a, static_cast<const T*>(leaves->grad[l]) + a,
+                  flat[0] + start + a, b - a, s);
+            });
+          });
+        }(f);
+      },
+      flags);
+  return ffi::Error::Success();
+}
+
+template <typename T>
+ffi::Error Adam(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs args,
+                ffi::RemainingRets rets, bool maximize, bool amsgrad, bool decoupled) {
+  std::vector<T*> flat;
+  auto leaves = Gather<T>(args, rets, amsgrad ? 3 : 2, flat);
+  if (leaves.has_error()) return leaves.error();
+  const T* s = static_cast<const T*>(scalars.untyped_data());
+  const bool decay = s[6] != T(0);
+  const bool flags[4] = {maximize, amsgrad, decay && !decoupled, decay && decoupled};
+  Dispatch<4>(
+      [&](auto f) {
+        [&]<bool kMax, bool kAms, bool kCoupled, bool kDecoupled>(
+            Flags<kMax, kAms, kCoupled, kDecoupled>) {
+          constexpr int kDecay = kCoupled ? 1 : (kDecoupled ? 2 : 0);
+          Parallel(pool, leaves->total(), [&](int64_t lo, int64_t hi) {
+            ForEachPart(*leaves, lo, hi, [&](size_t l, int64_t start, int64_t a, int64_t b) {
+              AdamLoop<T, kMax, kAms, kDecay>(
+                  static_cast<T*>(leaves->param[l]) + a, static_cast<const T*>(leaves->grad[l]) + a,
+                  flat[0] + start + a, flat[1] + start + a,
+                  kAms ? flat[2] + start + a : nullptr, b - a, s);
+            });
+          });
+        }(f);
+      },
+      flags);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+#define JAXSCHED_SGD(name, T)                                                           \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Sgd<T>,                                           \
+                                ffi::Ffi::Bind()                                        \
+                                    .Ctx<ffi::ThreadPool>()                             \
+                                    .Arg<ffi::AnyBuffer>()                              \
+                                    .RemainingArgs()                                    \
+                                    .RemainingRets()                                    \
+                                    .Attr<bool>("maximize")                             \
+                                    .Attr<bool>("nesterov"));
+#define JAXSCHED_ADAM(name, T)                                                          \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Adam<T>,                                          \
+                                ffi::Ffi::Bind()                                        \
+                                    .Ctx<ffi::ThreadPool>()                             \
+                                    .Arg<ffi::AnyBuffer>()                              \
+                                    .RemainingArgs()                                    \
+                                    .RemainingRets()                                    \
+                                    .Attr<bool>("maximize")                             \
+                                    .Attr<bool>("amsgrad")                              \
+                                    .Attr<bool>("decoupled"));
+
+JAXSCHED_SGD(jaxsched_sgd_f32, float)
+JAXSCHED_SGD(jaxsched_sgd_f64, double)
+JAXSCHED_ADAM(jaxsched_adam_f32, float)
+JAXSCHED_ADAM(jaxsched_adam_f64, double)
