@@ -1,20 +1,24 @@
 """Step time and peak memory: jaxsched.optim vs raw jitted optax vs torch.optim, side by side.
 
-Run:  python benchmarks/optimizer_step.py [--trees T,A,B] [--quick]
+Run:  python benchmarks/optimizer_step.py [--trees T,A,B,C] [--kinds sgd,adam,adamw] [--quick]
 
 Trees (as in the project's performance baselines): T tiny (3 leaves, 100 params), A
-resnet50-like (161 leaves, 25.6M params), B many-small (1000 leaves, 1M params); float32.
-For SGD(momentum=0.9) and Adam it times, in one process and interleaved rounds:
+resnet50-like (161 leaves, 25.6M params), B many-small (1000 leaves, 1M params), C one-big
+(1 leaf, 100M params); float32.  For SGD(momentum=0.9), Adam and AdamW it times, in one
+process and interleaved rounds:
 
-- ``opt.step``: ``jaxsched.optim.SGD/Adam`` (stateful, two param groups, lr written into
+- ``opt.step``: ``jaxsched.optim.SGD/Adam/AdamW`` (stateful, two param groups, lr written into
   ``param_groups`` before every step, as a scheduler would); ``opt.step no-w``: no writes;
+  ``opt.step xla``: the same with ``fused=False`` (the transform under XLA, no CPU kernels);
 - ``jaxsched tx``: the same torch-exact transform, jitted and donated by hand;
 - ``optax``: ``optax.sgd/adam``, jitted and donated (the baseline a JAX user has);
   ``optax inject``: the same under ``inject_hyperparams`` with lr written every step;
 - ``torch loop/foreach/fused``: ``torch.optim`` with each implementation.
 
-and prints medians (ms) and ratios against raw optax.  ``--memory`` also measures the peak RSS
-of ``opt.step`` vs raw optax vs torch fused on tree A, each in a fresh subprocess.
+and prints medians (ms) with ratios against torch fused and raw optax; on tree C also the
+effective bandwidth (arrays touched x bytes / time) against the streaming bandwidth measured in
+the same run (a donated jitted axpy and torch's in-place add_, best median).  ``--memory``
+measures the peak RSS of ``opt.step`` vs raw optax vs torch fused, each in a fresh subprocess.
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ TREES = {
     "T": [(10, 8), (8,), (12,)],
     "A": [(480, 1000)] * 53 + [(1500,)] * 108,
     "B": [(1000,)] * 1000,
+    "C": [(100_000_000,)],
 }
-STEPS = {"T": 400, "A": 6, "B": 12}
+STEPS = {"T": 400, "A": 6, "B": 12, "C": 4}
+ARRAYS = {"sgd": 5, "adam": 7, "adamw": 7}  # read + written per step, one pass each
 
 
 def make(tree: str):
@@ -49,13 +55,13 @@ def make(tree: str):
     return params, grads
 
 
-def jax_variants(kind: str, params, grads, only: str | None = None):
+def jax_variants(kind: str, params, grads, only: str | None = None, big: bool = False):
     """name -> (step callable, block callable); each owns its params and state (``only``:
     build just that one, for memory measurements)."""
     g = jax.tree.map(jnp.asarray, grads)
     out = {}
 
-    def stateful(write_lr: bool):
+    def stateful(write_lr: bool, fused: bool | None = None):
         half = len(params) // 2 or 1
         keys = sorted(params)
         groups = (
@@ -66,11 +72,11 @@ def jax_variants(kind: str, params, grads, only: str | None = None):
             if len(keys) > 1
             else [{"params": params}]
         )
-        opt = (
-            optim.SGD(groups, lr=1e-3, momentum=0.9)
-            if kind == "sgd"
-            else optim.Adam(groups, lr=1e-3)
-        )
+        flag = {} if fused is None else {"fused": fused}
+        if kind == "sgd":
+            opt = optim.SGD(groups, lr=1e-3, momentum=0.9, **flag)
+        else:
+            opt = (optim.Adam if kind == "adam" else optim.AdamW)(groups, lr=1e-3, **flag)
         counter = [0]
 
         def step():
@@ -100,33 +106,40 @@ def jax_variants(kind: str, params, grads, only: str | None = None):
 
         return step, lambda: jax.block_until_ready(state[0])
 
-    sgd = kind == "sgd"
+    ours = {"sgd": lambda: jaxsched.sgd(1e-3, momentum=0.9), "adam": lambda: jaxsched.adam(1e-3),
+            "adamw": lambda: jaxsched.adamw(1e-3)}[kind]  # fmt: skip
+    theirs = {
+        "sgd": lambda: optax.sgd(1e-3, momentum=0.9),
+        "adam": lambda: optax.adam(1e-3),
+        "adamw": lambda: optax.adamw(1e-3, weight_decay=1e-2),
+    }[kind]
+    inject = {
+        "sgd": lambda: optax.inject_hyperparams(optax.sgd)(learning_rate=1e-3, momentum=0.9),
+        "adam": lambda: optax.inject_hyperparams(optax.adam)(learning_rate=1e-3),
+        "adamw": lambda: optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3),
+    }[kind]
     builders = {
         "opt.step": lambda: stateful(write_lr=True),
         "opt.step no-w": lambda: stateful(write_lr=False),
-        "jaxsched tx": lambda: raw(
-            jaxsched.sgd(1e-3, momentum=0.9) if sgd else jaxsched.adam(1e-3)
-        ),
-        "optax": lambda: raw(optax.sgd(1e-3, momentum=0.9) if sgd else optax.adam(1e-3)),
-        "optax inject": lambda: raw(
-            optax.inject_hyperparams(optax.sgd)(learning_rate=1e-3, momentum=0.9)
-            if sgd
-            else optax.inject_hyperparams(optax.adam)(learning_rate=1e-3),
-            write_lr=True,
-        ),
+        "opt.step xla": lambda: stateful(write_lr=True, fused=False),
+        "jaxsched tx": lambda: raw(ours()),
+        "optax": lambda: raw(theirs()),
+        "optax inject": lambda: raw(inject(), write_lr=True),
     }
+    if big:  # keep the one-big tree's run short: the variants that matter
+        builders = {k: v for k, v in builders.items() if k in ("opt.step", "opt.step xla", "optax")}
     for name, build in builders.items():
         if only is None or name == only:
             out[name] = build()
     return out
 
 
-def torch_variants(kind: str, params, grads, only: str | None = None):
+def torch_variants(kind: str, params, grads, only: str | None = None, big: bool = False):
     import torch
 
     torch.set_num_threads(2)
     out = {}
-    for impl in ("loop", "foreach", "fused"):
+    for impl in ("fused",) if big else ("loop", "foreach", "fused"):
         if only is not None and only != f"torch {impl}":
             continue
         tensors = [torch.tensor(v, requires_grad=True) for v in params.values()]
@@ -136,7 +149,8 @@ def torch_variants(kind: str, params, grads, only: str | None = None):
         if kind == "sgd":
             opt = torch.optim.SGD(tensors, lr=1e-3, momentum=0.9, **flags)
         else:
-            opt = torch.optim.Adam(tensors, lr=1e-3, **flags)
+            cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+            opt = cls(tensors, lr=1e-3, **flags)
         out[f"torch {impl}"] = (opt.step, lambda: None)
     return out
 
@@ -173,29 +187,69 @@ def peak_rss(tree: str, kind: str, variant: str) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def streaming_bandwidth(n: int = 50_000_000, repeats: int = 10) -> float:
+    """GB/s of the best median among in-place axpy kernels (3 arrays touched): a donated jitted
+    ``x + s * y`` and torch's ``add_``."""
+    import torch
+
+    x, y = jnp.ones(n, jnp.float32), jnp.ones(n, jnp.float32)
+    axpy = jax.jit(lambda x, y: x + 0.5 * y, donate_argnums=0)
+    tx, ty = torch.ones(n), torch.ones(n)
+    times: dict[str, list[float]] = {"jax": [], "torch": []}
+    x = axpy(x, y).block_until_ready()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        x = axpy(x, y).block_until_ready()
+        times["jax"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        tx.add_(ty, alpha=0.5)
+        times["torch"].append(time.perf_counter() - start)
+    return max(3 * n * 4 / statistics.median(v) / 1e9 for v in times.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trees", default="T,A,B")
+    parser.add_argument("--trees", default="T,A,B,C")
+    parser.add_argument("--kinds", default="sgd,adam,adamw")
     parser.add_argument("--quick", action="store_true", help="a third of the steps")
-    parser.add_argument("--memory", action="store_true", help="peak RSS on tree A")
+    parser.add_argument("--memory", action="store_true", help="peak RSS on trees A and C")
     args = parser.parse_args()
     print(f"jax {jax.__version__}, optax {optax.__version__}, devices {jax.devices()}")
+    summary = []
     for tree in args.trees.split(","):
         params, grads = make(tree)
         n = sum(v.size for v in params.values())
         steps = max(3, STEPS[tree] // (3 if args.quick else 1))
-        for kind in ("sgd", "adam"):
-            variants = {**jax_variants(kind, params, grads), **torch_variants(kind, params, grads)}
+        big = tree == "C"
+        bandwidth = streaming_bandwidth() if big else None
+        for kind in args.kinds.split(","):
+            variants = {
+                **jax_variants(kind, params, grads, big=big),
+                **torch_variants(kind, params, grads, big=big),
+            }
             medians = time_variants(variants, steps)
-            base = medians["optax"]
+            del variants
+            base, fused = medians["optax"], medians["torch fused"]
             print(f"\ntree {tree} ({len(params)} leaves, {n:,} params), {kind}: median ms/step")
             for name, ms in medians.items():
-                print(f"  {name:14s} {ms:9.4f}   {ms / base:5.2f}x optax")
+                line = f"  {name:14s} {ms:9.4f}   {ms / fused:5.2f}x torch fused"
+                line += f"  {ms / base:5.2f}x optax"
+                if bandwidth is not None:
+                    gbs = ARRAYS[kind] * n * 4 / (ms / 1e3) / 1e9
+                    line += f"  {gbs:5.1f} GB/s = {100 * gbs / bandwidth:4.0f}% of {bandwidth:.1f}"
+                print(line)
+            ratios = (medians["opt.step"] / fused, medians["opt.step xla"] / fused)
+            summary.append((tree, kind, *ratios))
+    print("\nopt.step / torch fused (lr written every step); fused=False (XLA path) in brackets")
+    for tree, kind, ratio, xla in summary:
+        print(f"  tree {tree} {kind:5s} {ratio:5.2f}x   ({xla:5.2f}x)")
     if args.memory:
-        print("\npeak RSS on tree A (MB, fresh process each)")
-        for kind in ("sgd", "adam"):
-            for variant in ("opt.step", "optax", "torch fused"):
-                print(f"  {kind:5s} {variant:12s} {peak_rss('A', kind, variant):8.0f}")
+        print("\npeak RSS (MB, fresh process each)")
+        for tree in ("A", "C"):
+            for kind in args.kinds.split(","):
+                for variant in ("opt.step", "optax", "torch fused"):
+                    mb = peak_rss(tree, kind, variant)
+                    print(f"  {tree} {kind:5s} {variant:12s} {mb:8.0f}")
 
 
 if __name__ == "__main__":
