@@ -113,6 +113,19 @@ def to_flat(state: Any) -> Any:
     )
 
 
+def flat_zeros(shapes: Any) -> Any:
+    """A fresh state in the flat layout from the shapes of the transform's state (every SGD and
+    Adam buffer starts at zero, as does the count)."""
+    return type(shapes)(
+        *(
+            jnp.zeros(sum(int(np.prod(x.shape)) for x in v), v[0].dtype)
+            if isinstance(v, list)
+            else (None if v is None else jnp.zeros(v.shape, v.dtype))
+            for v in shapes
+        )
+    )
+
+
 def to_tree(state: Any, shapes: Sequence[tuple[int, ...]]) -> Any:
     """Inverse of :func:`to_flat` for a group whose leaves have ``shapes``."""
     sizes = np.cumsum([0, *(int(np.prod(s)) for s in shapes)])

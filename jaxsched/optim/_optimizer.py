@@ -90,8 +90,10 @@ class Optimizer:
         leaves, self._treedef = jax.tree_util.tree_flatten(self._params)
         self._signature = [(p.shape, p.dtype) for p in leaves]
         self.tx = self._transform([pg._values for pg in self.param_groups])
-        state = self.tx.init(self._params)
+        # Shapes first: the fast path allocates its flat state directly (no per-leaf copy).
+        state = jax.eval_shape(self.tx.init, self._params)
         inner = dict(state.inner)
+        kept: set[int] = set()
         if previous is not None:
             for g, old in previous.inner.items():
                 if jax.tree.structure(old) != jax.tree.structure(inner[g]):
@@ -100,10 +102,10 @@ class Optimizer:
                         f"(e.g. amsgrad or centered switched); build a new optimizer instead"
                     )
                 inner[g] = old
+                kept.add(g)
         # The jitted step donates params and the optimizer buffers; the numeric hyperparameters
         # of all groups travel as one small vector built from the host mirror, re-uploaded only
         # after a write (one transfer, never a recompile).
-        self._inner = inner
         self._layout = {
             g: {k: (tuple(x is not None for x in v) if isinstance(v, tuple) else None)
                 for k, v in hyper.items()}
@@ -127,7 +129,10 @@ class Optimizer:
         self._compiled: dict[str, Any] = {}
         self._choice = None
         if self._fused:
-            self._inner = {g: _fused.to_flat(s) for g, s in inner.items()}
+            self._inner = {
+                g: _fused.to_flat(s) if g in kept else _fused.flat_zeros(s)
+                for g, s in inner.items()
+            }
             layout = self._layout
             self._general = _fused.jit_step(
                 _fused.kind_of(type(self)._factory), self._treedef, self._group_indices,
@@ -135,6 +140,8 @@ class Optimizer:
             )  # fmt: skip
             self._fast = None
             return
+        fresh = self.tx.init(self._params).inner if len(kept) < len(inner) else {}
+        self._inner = {g: s if g in kept else fresh[g] for g, s in inner.items()}
         self._fast_pattern = self._zero_decay_groups()
         self._general = self._jit_step(self.tx, self._layout)
         self._fast = (
