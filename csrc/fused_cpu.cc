@@ -221,27 +221,25 @@ ffi::Error Adam(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs
   return ffi::Error::Success();
 }
 
+// What every kernel takes: the pool, the scalars, then parameters, gradients and state
+// buffers as the remaining arguments / results; the flags follow as attributes.
+auto GroupBinding() {
+  return ffi::Ffi::Bind()
+      .Ctx<ffi::ThreadPool>()
+      .Arg<ffi::AnyBuffer>()
+      .RemainingArgs()
+      .RemainingRets();
+}
+
 }  // namespace
 
-#define JAXSCHED_SGD(name, T)                                                           \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Sgd<T>,                                           \
-                                ffi::Ffi::Bind()                                        \
-                                    .Ctx<ffi::ThreadPool>()                             \
-                                    .Arg<ffi::AnyBuffer>()                              \
-                                    .RemainingArgs()                                    \
-                                    .RemainingRets()                                    \
-                                    .Attr<bool>("maximize")                             \
-                                    .Attr<bool>("nesterov"));
-#define JAXSCHED_ADAM(name, T)                                                          \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Adam<T>,                                          \
-                                ffi::Ffi::Bind()                                        \
-                                    .Ctx<ffi::ThreadPool>()                             \
-                                    .Arg<ffi::AnyBuffer>()                              \
-                                    .RemainingArgs()                                    \
-                                    .RemainingRets()                                    \
-                                    .Attr<bool>("maximize")                             \
-                                    .Attr<bool>("amsgrad")                              \
-                                    .Attr<bool>("decoupled"));
+#define JAXSCHED_SGD(name, T)                \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Sgd<T>, \
+                                GroupBinding().Attr<bool>("maximize").Attr<bool>("nesterov"));
+#define JAXSCHED_ADAM(name, T)                                                              \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(                                                            \
+      name, Adam<T>,                                                                        \
+      GroupBinding().Attr<bool>("maximize").Attr<bool>("amsgrad").Attr<bool>("decoupled"));
 
 JAXSCHED_SGD(jaxsched_sgd_f32, float)
 JAXSCHED_SGD(jaxsched_sgd_f64, double)

@@ -127,24 +127,14 @@ def flat_zeros(shapes: Any) -> Any:
 
 
 def to_tree(state: Any, shapes: Sequence[tuple[int, ...]]) -> Any:
-    """Inverse of :func:`to_flat` for a group whose leaves have ``shapes``."""
+    """Inverse of :func:`to_flat` for a group whose leaves have ``shapes`` (the flat buffers are
+    the 1-D fields; the count is a scalar)."""
     sizes = np.cumsum([0, *(int(np.prod(s)) for s in shapes)])
 
     def split(flat: jax.Array) -> list[jax.Array]:
         return [flat[a:b].reshape(s) for a, b, s in zip(sizes[:-1], sizes[1:], shapes, strict=True)]
 
-    per_param = set(_per_param_fields(state))
-    fields = zip(state._fields, state, strict=True)
-    return type(state)(*(split(v) if name in per_param else v for name, v in fields))
-
-
-def _per_param_fields(state: Any) -> list[str]:
-    if isinstance(state, SGDState):
-        return ["momentum_buffer"] if state.momentum_buffer is not None else []
-    if isinstance(state, AdamState):
-        names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-        return [f for f in names if getattr(state, f) is not None]
-    raise TypeError(f"no fused layout for {type(state).__name__}")
+    return type(state)(*(split(v) if v is not None and v.ndim == 1 else v for v in state))
 
 
 # -- the step -------------------------------------------------------------------------------------

@@ -113,11 +113,6 @@ class Optimizer:
         }  # fmt: skip
         self._hyper_dtype = np.dtype(jnp.result_type(float))  # looked up once: it is slow
         self._refresh_host_vector()
-        # Two executables: the general one (every numeric value read at run time) and, when some
-        # group's weight decay is exactly 0, one that skips that term (a coupled decay term
-        # makes XLA read the parameters in two more passes: +12-17% per Adam step even at 0).
-        # Both are compiled at the first step, so a later write that makes the decay non-zero
-        # switches executables without compiling.
         # On the CPU, SGD/Adam/AdamW run one-pass kernels instead (see _fused); their state
         # keeps each per-parameter quantity of a group as one flat buffer.
         group_leaves = [[leaves[i] for i in idx] for idx in self._group_indices]
@@ -140,6 +135,11 @@ class Optimizer:
             )  # fmt: skip
             self._fast = None
             return
+        # Two executables: the general one (every numeric value read at run time) and, when some
+        # group's weight decay is exactly 0, one that skips that term (a coupled decay term
+        # makes XLA read the parameters in two more passes: +12-17% per Adam step even at 0).
+        # Both are compiled at the first step, so a later write that makes the decay non-zero
+        # switches executables without compiling.
         fresh = self.tx.init(self._params).inner if len(kept) < len(inner) else {}
         self._inner = {g: s if g in kept else fresh[g] for g, s in inner.items()}
         self._fast_pattern = self._zero_decay_groups()
@@ -206,7 +206,12 @@ class Optimizer:
     def opt_state(self, state: GroupedState) -> None:
         """Adopt a state produced outside (e.g. by your own jitted train step); the groups'
         numeric hyperparameters are read back from it (one device-to-host transfer)."""
-        if jax.tree.structure(state) != jax.tree.structure(self.opt_state):
+        self._sync()
+        # The structure alone (traced, not computed: the fast path would copy its flat state).
+        expected = GroupedState(
+            jax.eval_shape(self._tree_inner), _unpack(self._hyperparams(), self._layout)
+        )
+        if jax.tree.structure(state) != jax.tree.structure(expected):
             raise ValueError("opt_state must have the structure of optimizer.opt_state")
         self._inner = dict(state.inner)
         if self._fused:

@@ -190,3 +190,15 @@ def test_falls_back_to_xla_where_the_kernels_do_not_apply(build):
     assert not opt._fused
     new = opt.step(jax.tree.map(jnp.ones_like, opt.params))
     assert all(np.isfinite(np.asarray(x, np.float32)).all() for x in jax.tree.leaves(new))
+
+
+def test_opt_state_round_trip_and_structure_check():
+    tree = make(jnp.float32)
+    opt = optim.Adam(groups(tree), lr=1e-3)
+    opt.step(grads_at(0, tree))
+    state = opt.opt_state
+    opt.opt_state = state  # the per-leaf layout goes back into the flat buffers unchanged
+    for a, b in zip(jax.tree.leaves(opt.opt_state), jax.tree.leaves(state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match=r"structure of optimizer\.opt_state"):
+        opt.opt_state = optim.SGD(groups(tree), lr=0.1, momentum=0.9).opt_state
