@@ -186,20 +186,17 @@ def group_update(kind: str, params, grads, state, hyper: Mapping[str, Any], stat
     return new_params, AdamState(t, new[0], new[1], new[2] if amsgrad else None)
 
 
-def jit_step(
+def raw_step(
     kind: str,
-    treedef: Any,
     group_indices: Sequence[Sequence[int]],
     statics: Sequence[Mapping[str, Any]],
     unpack: Callable[[jax.Array], dict],
 ) -> Callable:
-    """``step(params, inner, grads, vector) -> (params, inner, vector)``, jitted and donated,
-    with the same signature as the optimizer's XLA step (``inner`` in the flat layout)."""
+    """``step(leaves, inner, grad_leaves, vector) -> (leaves, inner, vector)``, the same
+    signature as the optimizer's XLA step (``inner`` in the flat layout), to be jitted."""
 
-    def raw_step(params, inner, grads, vector):
+    def step(leaves, inner, grad_leaves, vector):
         hyper = unpack(vector)
-        leaves = treedef.flatten_up_to(params)
-        grad_leaves = treedef.flatten_up_to(grads)
         out, new_inner = list(leaves), {}
         for g, idx in enumerate(group_indices):
             new_params, new_inner[g] = group_update(
@@ -208,6 +205,6 @@ def jit_step(
             )  # fmt: skip
             for i, p in zip(idx, new_params, strict=True):
                 out[i] = p
-        return treedef.unflatten(out), new_inner, vector
+        return out, new_inner, vector
 
-    return jax.jit(raw_step, donate_argnums=(0, 1))
+    return step

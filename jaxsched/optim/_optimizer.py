@@ -88,6 +88,7 @@ class Optimizer:
         (all groups' when the structure allows, else an error)."""
         self._group_indices = _trees.group_leaf_indices(self._params, self._group_trees)
         leaves, self._treedef = jax.tree_util.tree_flatten(self._params)
+        self._leaves = leaves  # what the jitted step takes and returns (a list: cheap to pass)
         self._signature = [(p.shape, p.dtype) for p in leaves]
         self.tx = self._transform([pg._values for pg in self.param_groups])
         # Shapes first: the fast path allocates its flat state directly (no per-leaf copy).
@@ -129,10 +130,12 @@ class Optimizer:
                 for g, s in inner.items()
             }
             layout = self._layout
-            self._general = _fused.jit_step(
-                _fused.kind_of(type(self)._factory), self._treedef, self._group_indices,
-                group_values, lambda vector: _unpack(vector, layout),
-            )  # fmt: skip
+            self._general = self._checked_jit(
+                _fused.raw_step(
+                    _fused.kind_of(type(self)._factory), self._group_indices, group_values,
+                    lambda vector: _unpack(vector, layout),
+                )
+            )
             self._fast = None
             return
         # Two executables: the general one (every numeric value read at run time) and, when some
@@ -143,25 +146,51 @@ class Optimizer:
         fresh = self.tx.init(self._params).inner if len(kept) < len(inner) else {}
         self._inner = {g: s if g in kept else fresh[g] for g, s in inner.items()}
         self._fast_pattern = self._zero_decay_groups()
-        self._general = self._jit_step(self.tx, self._layout)
+        self._general = self._checked_jit(self._raw_step(self.tx))
         self._fast = (
-            self._jit_step(
-                self._transform([pg._values for pg in self.param_groups], self._fast_pattern),
-                self._layout,
+            self._checked_jit(
+                self._raw_step(
+                    self._transform([pg._values for pg in self.param_groups], self._fast_pattern)
+                )
             )
             if self._fast_pattern
             else None
         )
 
-    @staticmethod
-    def _jit_step(tx: optax.GradientTransformation, layout: Mapping) -> Callable:
-        def raw_step(params, inner, grads, hyper_vector):
+    def _raw_step(self, tx: optax.GradientTransformation) -> Callable:
+        treedef, layout = self._treedef, self._layout
+
+        def raw_step(leaves, inner, grad_leaves, hyper_vector):
+            params, grads = treedef.unflatten(leaves), treedef.unflatten(grad_leaves)
             state = GroupedState(inner, _unpack(hyper_vector, layout))
             updates, state = tx.update(grads, state, params)
             # The vector comes back as a device array, reused until the next write.
-            return optax.apply_updates(params, updates), state.inner, hyper_vector
+            new_leaves = treedef.flatten_up_to(optax.apply_updates(params, updates))
+            return new_leaves, state.inner, hyper_vector
 
-        return jax.jit(raw_step, donate_argnums=(0, 1))
+        return raw_step
+
+    def _checked_jit(self, raw_step: Callable) -> Callable:
+        """``raw_step`` jitted with params and state donated.  The step takes and returns leaf
+        lists (a dict of a thousand leaves costs more to pass).  The gradients' shapes and
+        dtypes are checked when the step is traced, i.e. only for a signature jit has not seen:
+        a mismatch raises before anything runs (nothing is donated)."""
+        signature, mismatch = self._signature, self._mismatch
+
+        def step(leaves, inner, grad_leaves, hyper_vector):
+            if [(g.shape, g.dtype) for g in grad_leaves] != signature:
+                raise mismatch(grad_leaves)
+            return raw_step(leaves, inner, grad_leaves, hyper_vector)
+
+        return jax.jit(step, donate_argnums=(0, 1))
+
+    def _mismatch(self, grads: Any) -> ValueError:
+        """The error for ``grads`` (a tree, or a list of leaves in the parameters' order) that
+        do not match the parameters."""
+        if isinstance(grads, list) and len(grads) == self._treedef.num_leaves:
+            grads = self._treedef.unflatten(grads)
+        problem = _trees.first_mismatch(self._params, grads) or "different leaf types"
+        return ValueError(f"grads do not match the parameters: {problem}")
 
     def _executable(self, args: tuple) -> Callable:
         """The fast step while the zero-decay pattern holds, else the general one.  The one in
@@ -193,6 +222,7 @@ class Optimizer:
         if problem is not None:
             raise ValueError(f"new params do not match the optimizer's: {problem}")
         self._params = jax.tree.map(lambda x: jnp.array(x, copy=True), new)
+        self._leaves = self._treedef.flatten_up_to(self._params)
 
     @property
     def opt_state(self) -> GroupedState:
@@ -233,17 +263,20 @@ class Optimizer:
         convention) and must be ``None``."""
         if closure is not None:
             raise ValueError("closure is not supported: compute the gradients and pass them")
-        leaves, treedef = jax.tree_util.tree_flatten(grads)
-        if (
-            treedef != self._treedef
-            or [(getattr(g, "shape", None), getattr(g, "dtype", None)) for g in leaves]
-            != self._signature
-        ):
-            problem = _trees.first_mismatch(self._params, grads)
-            raise ValueError(f"grads do not match the parameters: {problem}")
+        grad_leaves, treedef = jax.tree_util.tree_flatten(grads)
+        if treedef != self._treedef:
+            raise self._mismatch(grads)
         self._sync()
-        args = (self._params, self._inner, grads, self._hyperparams())
-        self._params, self._inner, self._hyper_cache = self._executable(args)(*args)
+        args = (self._leaves, self._inner, grad_leaves, self._hyperparams())
+        try:
+            leaves, self._inner, self._hyper_cache = self._executable(args)(*args)
+        except TypeError:  # an ahead-of-time compiled step checks the signature itself
+            if any(not hasattr(g, "shape") for g in grad_leaves) or [
+                (g.shape, g.dtype) for g in grad_leaves
+            ] != self._signature:
+                raise self._mismatch(grad_leaves) from None
+            raise
+        self._leaves, self._params = leaves, self._treedef.unflatten(leaves)
         self.steps_taken += 1
         return self._params
 
@@ -299,8 +332,7 @@ class Optimizer:
         }
 
     def _group_leaves(self, g: int) -> list[jax.Array]:
-        leaves = jax.tree.leaves(self._params)
-        return [leaves[i] for i in self._group_indices[g]]
+        return [self._leaves[i] for i in self._group_indices[g]]
 
     def _keeps(self, field: str, values: Mapping[str, Any]) -> bool:
         condition = self._conditional.get(field)

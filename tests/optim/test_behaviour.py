@@ -102,6 +102,31 @@ def test_bad_groups_and_grads_raise_like_torch():
     assert int(opt.opt_state.inner[0].count) == 0
 
 
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("decay_written", [False, True])
+def test_bad_grads_raise_before_anything_runs_on_every_executable(fused, decay_written, x64):
+    # The jitted step checks the gradients when it is traced; the XLA path's ahead-of-time
+    # compiled variant (taken once a zero weight decay is made non-zero) checks them itself.
+    # (Under x64, so that float64 grads for float32 params stay float64: without it, jax
+    # turns any float64 input into float32 before a jitted function sees it.)
+    opt = optim.Adam(tree32(), fused=fused)
+    opt.step(grads32()[0])
+    if decay_written:
+        opt.param_groups[0]["weight_decay"] = 0.01
+        opt.step(grads32(seed=2)[0])
+    before = jax.tree.map(np.asarray, opt.params)
+    for change, message in [
+        (lambda x: jnp.ones((2, 4)) if x.shape == (4, 2) else x, r"has shape \(2, 4\)"),
+        (lambda x: x.astype(jnp.float16), "dtype float16"),
+        (lambda x: np.asarray(x, np.float64), "dtype float64"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            opt.step(jax.tree.map(change, grads32()[0]))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.all(a == b)), before, opt.params))
+    opt.step(grads32(seed=3)[0])  # still usable: nothing was donated
+    assert int(opt.opt_state.inner[0].count) == 2 + decay_written
+
+
 def test_load_state_dict_mismatch_raises_and_changes_nothing():
     opt = optim.Adam(two_groups(tree32(), {"lr": 0.5}), lr=0.1)
     opt.step(grads32()[0])
