@@ -12,7 +12,7 @@ import numpy as np
 import optax
 
 from .._grouped import GroupedState, _is_number, grouped_with_frozen
-from . import _fused, _trees
+from . import _fused, _programs, _trees
 from ._param_group import ParamGroup
 
 
@@ -113,6 +113,7 @@ class Optimizer:
             for g, hyper in state.hyperparams.items()
         }  # fmt: skip
         self._hyper_dtype = np.dtype(jnp.result_type(float))  # looked up once: it is slow
+        self._programs: dict[Any, _programs.Programs] = {}  # entry point -> its jitted rules
         self._refresh_host_vector()
         # On the CPU, SGD/Adam/AdamW run one-pass kernels instead (see _fused); their state
         # keeps each per-parameter quantity of a group as one flat buffer.
@@ -122,45 +123,36 @@ class Optimizer:
             type(self)._factory, group_values, group_leaves, self._layout,
             self._hyperparameter_names,
         )  # fmt: skip
-        self._compiled: dict[str, Any] = {}
-        self._choice = None
         if self._fused:
             self._inner = {
                 g: _fused.to_flat(s) if g in kept else _fused.flat_zeros(s)
                 for g, s in inner.items()
             }
             layout = self._layout
-            self._general = self._checked_jit(
-                _fused.raw_step(
-                    _fused.kind_of(type(self)._factory), self._group_indices, group_values,
-                    lambda vector: _unpack(vector, layout),
-                )
-            )
-            self._fast = None
+            general = _fused.raw_step(
+                _fused.kind_of(type(self)._factory), self._group_indices, group_values,
+                lambda vector: _unpack(vector, layout),
+            )  # fmt: skip
+            self._updates: tuple[Callable, Callable | None] = (general, None)
             return
-        # Two executables: the general one (every numeric value read at run time) and, when some
-        # group's weight decay is exactly 0, one that skips that term (a coupled decay term
+        # Two update rules: the general one (every numeric value read at run time) and, when
+        # some group's weight decay is exactly 0, one that skips that term (a coupled decay term
         # makes XLA read the parameters in two more passes: +12-17% per Adam step even at 0).
-        # Both are compiled at the first step, so a later write that makes the decay non-zero
-        # switches executables without compiling.
         fresh = self.tx.init(self._params).inner if len(kept) < len(inner) else {}
         self._inner = {g: s if g in kept else fresh[g] for g, s in inner.items()}
         self._fast_pattern = self._zero_decay_groups()
-        self._general = self._checked_jit(self._raw_step(self.tx))
-        self._fast = (
-            self._checked_jit(
-                self._raw_step(
-                    self._transform([pg._values for pg in self.param_groups], self._fast_pattern)
-                )
-            )
+        fast_tx = (
+            self._transform([pg._values for pg in self.param_groups], self._fast_pattern)
             if self._fast_pattern
             else None
         )
+        self._updates = (self._update(self.tx), fast_tx and self._update(fast_tx))
 
-    def _raw_step(self, tx: optax.GradientTransformation) -> Callable:
+    def _update(self, tx: optax.GradientTransformation) -> Callable:
+        """The XLA update rule of ``tx`` over leaf lists (see ``_programs``)."""
         treedef, layout = self._treedef, self._layout
 
-        def raw_step(leaves, inner, grad_leaves, hyper_vector):
+        def update(leaves, inner, grad_leaves, hyper_vector):
             params, grads = treedef.unflatten(leaves), treedef.unflatten(grad_leaves)
             state = GroupedState(inner, _unpack(hyper_vector, layout))
             updates, state = tx.update(grads, state, params)
@@ -168,21 +160,14 @@ class Optimizer:
             new_leaves = treedef.flatten_up_to(optax.apply_updates(params, updates))
             return new_leaves, state.inner, hyper_vector
 
-        return raw_step
+        return update
 
-    def _checked_jit(self, raw_step: Callable) -> Callable:
-        """``raw_step`` jitted with params and state donated.  The step takes and returns leaf
-        lists (a dict of a thousand leaves costs more to pass).  The gradients' shapes and
-        dtypes are checked when the step is traced, i.e. only for a signature jit has not seen:
-        a mismatch raises before anything runs (nothing is donated)."""
-        signature, mismatch = self._signature, self._mismatch
-
-        def step(leaves, inner, grad_leaves, hyper_vector):
-            if [(g.shape, g.dtype) for g in grad_leaves] != signature:
-                raise mismatch(grad_leaves)
-            return raw_step(leaves, inner, grad_leaves, hyper_vector)
-
-        return jax.jit(step, donate_argnums=(0, 1))
+    def _run(self, key: Any, entry: Callable[[Callable], Callable], args: tuple) -> Any:
+        """Run entry point ``key`` (jitted from ``entry`` at its first call after a build)."""
+        programs = self._programs.get(key)
+        if programs is None:
+            programs = self._programs[key] = _programs.Programs(entry, *self._updates)
+        return programs.run(args, lambda: self._zero_decay_groups() == self._fast_pattern)
 
     def _mismatch(self, grads: Any) -> ValueError:
         """The error for ``grads`` (a tree, or a list of leaves in the parameters' order) that
@@ -191,21 +176,6 @@ class Optimizer:
             grads = self._treedef.unflatten(grads)
         problem = _trees.first_mismatch(self._params, grads) or "different leaf types"
         return ValueError(f"grads do not match the parameters: {problem}")
-
-    def _executable(self, args: tuple) -> Callable:
-        """The fast step while the zero-decay pattern holds, else the general one.  The one in
-        use is called through ``jax.jit`` (its C++ fast path); when a fast variant exists, the
-        general one is compiled ahead of time at the first call, for the day a decay is set."""
-        if self._fast is not None and not self._compiled:
-            self._compiled["general"] = self._general.lower(*args).compile()
-        if self._choice is None:  # re-decided only after a hyperparameter write
-            if self._fast is None:
-                self._choice = self._general
-            elif self._zero_decay_groups() == self._fast_pattern:
-                self._choice = self._fast
-            else:
-                self._choice = self._compiled["general"]
-        return self._choice
 
     # -- the torch surface ----------------------------------------------------------------------
 
@@ -268,17 +238,42 @@ class Optimizer:
             raise self._mismatch(grads)
         self._sync()
         args = (self._leaves, self._inner, grad_leaves, self._hyperparams())
-        try:
-            leaves, self._inner, self._hyper_cache = self._executable(args)(*args)
-        except TypeError:  # an ahead-of-time compiled step checks the signature itself
-            if any(not hasattr(g, "shape") for g in grad_leaves) or [
-                (g.shape, g.dtype) for g in grad_leaves
-            ] != self._signature:
-                raise self._mismatch(grad_leaves) from None
-            raise
-        self._leaves, self._params = leaves, self._treedef.unflatten(leaves)
-        self.steps_taken += 1
+        signature, mismatch = self._signature, self._mismatch
+        leaves, self._inner, self._hyper_cache = self._run(
+            "step", lambda update: _programs.checked_step(update, signature, mismatch), args
+        )
+        self._store(leaves)
         return self._params
+
+    def make_train_step(self, loss_fn: Callable[..., Any], *, has_aux: bool = False) -> Callable:
+        """A function ``train_step(*args, **kwargs)`` that runs one training step in a single
+        jitted program: ``loss_fn(params, *args, **kwargs)`` and its gradient with respect to
+        the current params (``jax.value_and_grad``), then this optimizer's update, exactly as
+        ``step`` would apply it.  It stores the new params and returns the loss (``(loss,
+        aux)`` with ``has_aux=True``, as ``jax.value_and_grad``).
+
+        The gradients never leave the compiled program: where a loop of ``jax.grad`` then
+        ``opt.step`` dispatches every parameter leaf four times per step (params in, gradients
+        out, both back in), this dispatches it once in and once out.  ``args`` are traced
+        (arrays: a new shape compiles once); ``param_groups`` writes, schedulers and
+        ``add_param_group`` work as with ``step`` and never recompile for a value change.
+        """
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        has_aux = bool(has_aux)
+
+        def train_step(*args: Any, **kwargs: Any) -> Any:
+            self._sync()
+            treedef = self._treedef
+            leaves, self._inner, self._hyper_cache, out = self._run(
+                ("train", loss_fn, has_aux),
+                lambda update: _programs.train_step(update, loss_fn, has_aux, treedef),
+                (self._leaves, self._inner, self._hyperparams(), args, kwargs),
+            )
+            self._store(leaves)
+            return out
+
+        return train_step
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """A no-op, kept so torch recipes port unchanged: JAX gradients are values returned by
@@ -331,6 +326,11 @@ class Optimizer:
             for g, state in self._inner.items()
         }
 
+    def _store(self, leaves: list[jax.Array]) -> None:
+        """Adopt the leaves a step returned."""
+        self._leaves, self._params = leaves, self._treedef.unflatten(leaves)
+        self.steps_taken += 1
+
     def _group_leaves(self, g: int) -> list[jax.Array]:
         return [self._leaves[i] for i in self._group_indices[g]]
 
@@ -350,8 +350,9 @@ class Optimizer:
             if self._hyper_host[slot[0]] != value:  # rewriting the same value costs nothing
                 self._hyper_host[slot[0]] = value
                 self._hyper_cache = None
-                if key == "weight_decay":
-                    self._choice = None  # the fast executable may no longer apply
+                if key == "weight_decay":  # the zero-decay programs may no longer apply
+                    for programs in self._programs.values():
+                        programs.forget()
         else:
             self._dirty.add((g, key))
 
@@ -394,7 +395,8 @@ class Optimizer:
                     values.extend(float(v) for v, m in zip(value, mask, strict=True) if m)
         self._hyper_host = np.asarray(values, self._hyper_dtype)
         self._hyper_cache = None
-        self._choice = None
+        for programs in self._programs.values():
+            programs.forget()
 
 
 def _layout_of(value: Any) -> tuple[bool, ...] | str | None:

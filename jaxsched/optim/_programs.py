@@ -1,0 +1,88 @@
+"""The jitted programs of a stateful optimizer: ``opt.step(grads)`` and the fused train steps.
+
+An optimizer build has one or two *update rules*, plain functions
+``update(leaves, inner, grad_leaves, vector) -> (leaves, inner, vector)`` over the parameter
+leaves, the groups' transform states and the hyperparameter vector: the general rule and, when
+some group's weight decay is exactly 0, one that skips the term.  An *entry point* wraps a rule
+into the function that is jitted (params and state donated):
+
+- :func:`checked_step` for ``opt.step(grads)``: the gradients come in as leaves;
+- :func:`train_step` for ``opt.make_train_step(loss_fn)``: the gradients are computed from the
+  loss inside the same program, so they never leave it (one dispatch per step, not two).
+
+:class:`Programs` holds one entry point's jitted rules and picks the one to run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+
+Update = Callable[..., tuple[Any, Any, Any]]
+
+
+class Programs:
+    """One entry point's programs: the general rule jitted and, when there is one, the
+    zero-decay rule.  Both are compiled at the first call (the general one ahead of time), so a
+    later write that makes a decay non-zero switches programs without compiling."""
+
+    def __init__(self, entry: Callable[[Update], Callable], general: Update, fast: Update | None):
+        self.general = jax.jit(entry(general), donate_argnums=(0, 1))
+        self.fast = None if fast is None else jax.jit(entry(fast), donate_argnums=(0, 1))
+        self.compiled: Any = None
+        self.choice: Callable | None = None
+
+    def run(self, args: tuple, use_fast: Callable[[], bool]) -> Any:
+        """Run the program that applies now; ``use_fast`` is asked once per :meth:`forget`."""
+        if self.fast is not None and self.compiled is None:
+            self.compiled = self.general.lower(*args).compile()
+        if self.choice is None:  # re-decided only after a hyperparameter write
+            if self.fast is None:
+                self.choice = self.general
+            else:
+                self.choice = self.fast if use_fast() else self.compiled
+        try:
+            return self.choice(*args)
+        except TypeError:
+            if self.choice is not self.compiled:
+                raise
+            # Arguments of another signature than the one compiled ahead of time (bad
+            # gradients, a smaller last batch): jit traces them, and checks or compiles.
+            return self.general(*args)
+
+    def forget(self) -> None:
+        """A hyperparameter was written: decide again at the next run."""
+        self.choice = None
+
+
+def checked_step(
+    update: Update,
+    signature: Sequence[tuple[tuple[int, ...], Any]],
+    mismatch: Callable[[list], Exception],
+) -> Callable:
+    """``opt.step``'s program.  The gradients' shapes and dtypes are checked when it is traced,
+    i.e. only for a signature jit has not seen: a mismatch raises before anything runs (nothing
+    is donated), and a step costs no per-leaf check in Python."""
+    signature = list(signature)
+
+    def step(leaves, inner, grad_leaves, vector):
+        if [(g.shape, g.dtype) for g in grad_leaves] != signature:
+            raise mismatch(grad_leaves)
+        return update(leaves, inner, grad_leaves, vector)
+
+    return step
+
+
+def train_step(update: Update, loss_fn: Callable, has_aux: bool, treedef: Any) -> Callable:
+    """A train step's program: ``loss_fn(params, *args, **kwargs)`` and its gradient with
+    respect to ``params`` (``jax.value_and_grad``), then ``update``, in one program."""
+    value_and_grad = jax.value_and_grad(loss_fn, has_aux=has_aux)
+
+    def step(leaves, inner, vector, args, kwargs):
+        out, grads = value_and_grad(treedef.unflatten(leaves), *args, **kwargs)
+        new_leaves, inner, vector = update(leaves, inner, treedef.flatten_up_to(grads), vector)
+        return new_leaves, inner, vector, out
+
+    return step
