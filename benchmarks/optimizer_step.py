@@ -1,6 +1,7 @@
 """Step time and peak memory: jaxsched.optim vs raw jitted optax vs torch.optim, side by side.
 
 Run:  python benchmarks/optimizer_step.py [--trees T,A,B,C] [--kinds sgd,adam,adamw] [--quick]
+                                         [--train B,A] [--memory]
 
 Trees (as in the project's performance baselines): T tiny (3 leaves, 100 params), A
 resnet50-like (161 leaves, 25.6M params), B many-small (1000 leaves, 1M params), C one-big
@@ -19,6 +20,13 @@ and prints medians (ms) with ratios against torch fused and raw optax; on tree C
 effective bandwidth (arrays touched x bytes / time) against the streaming bandwidth measured in
 the same run (a donated jitted axpy and torch's in-place add_, best median).  ``--memory``
 measures the peak RSS of ``opt.step`` vs raw optax vs torch fused, each in a fresh subprocess.
+
+``--train`` times whole train steps on a toy loss, ``1e-3 * sum over leaves of sum(p * x)``
+(every parameter read once by the loss, every gradient written once; a squared loss was
+dropped: XLA:CPU takes 5x longer for its value_and_grad than for the loss and the gradient
+apart, whatever the optimizer): ``opt.make_train_step`` (loss, gradients and update in one
+program), a jitted ``jax.value_and_grad`` then ``opt.step``, ``value_and_grad`` + ``optax`` in
+one jitted program, and torch's forward / backward / fused step.
 """
 
 from __future__ import annotations
@@ -155,6 +163,65 @@ def torch_variants(kind: str, params, grads, only: str | None = None, big: bool 
     return out
 
 
+def train_variants(kind: str, params, x: float = 0.5):
+    """name -> (step, block) for whole train steps on ``1e-3 * sum_leaves sum(p * x)``."""
+    import torch
+
+    def loss(tree, x):
+        return sum(jnp.sum(v * x) for v in tree.values()) * 1e-3
+
+    make_opt = {
+        "sgd": lambda p: optim.SGD(p, lr=1e-3, momentum=0.9),
+        "adam": lambda p: optim.Adam(p, lr=1e-3),
+        "adamw": lambda p: optim.AdamW(p, lr=1e-3),
+    }[kind]
+    xj = jnp.float32(x)
+    out = {}
+    opt = make_opt(params)
+    train_step = opt.make_train_step(loss)
+    out["train_step"] = (lambda: train_step(xj), lambda: jax.block_until_ready(opt.params))
+    opt2 = make_opt(params)
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    out["v&g+opt.step"] = (
+        lambda: opt2.step(value_and_grad(opt2.params, xj)[1]),
+        lambda: jax.block_until_ready(opt2.params),
+    )
+    tx = {
+        "sgd": lambda: optax.sgd(1e-3, momentum=0.9),
+        "adam": lambda: optax.adam(1e-3),
+        "adamw": lambda: optax.adamw(1e-3, weight_decay=1e-2),
+    }[kind]()
+
+    def optax_step(p, s, x):
+        value, g = jax.value_and_grad(loss)(p, x)
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s, value
+
+    optax_step = jax.jit(optax_step, donate_argnums=(0, 1))
+    p = jax.tree.map(jnp.asarray, params)
+    state = [p, tx.init(p)]
+
+    def optax_run():
+        state[0], state[1], _ = optax_step(state[0], state[1], xj)
+
+    out["optax 1 jit"] = (optax_run, lambda: jax.block_until_ready(state[0]))
+    torch.set_num_threads(2)
+    tensors = [torch.tensor(v, requires_grad=True) for v in params.values()]
+    if kind == "sgd":
+        topt = torch.optim.SGD(tensors, lr=1e-3, momentum=0.9, fused=True)
+    else:
+        cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+        topt = cls(tensors, lr=1e-3, fused=True)
+
+    def torch_run():
+        topt.zero_grad()
+        (sum((t * x).sum() for t in tensors) * 1e-3).backward()
+        topt.step()
+
+    out["torch f/b/fused"] = (torch_run, lambda: None)
+    return out
+
+
 def time_variants(variants: dict, steps: int, rounds: int = 3) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for step, block in variants.values():  # warm-up: compile, allocate state
@@ -213,6 +280,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="sgd,adam,adamw")
     parser.add_argument("--quick", action="store_true", help="a third of the steps")
     parser.add_argument("--memory", action="store_true", help="peak RSS on trees A and C")
+    parser.add_argument("--train", default="B,A", help="trees for whole train steps ('' skips)")
     args = parser.parse_args()
     print(f"jax {jax.__version__}, optax {optax.__version__}, devices {jax.devices()}")
     summary = []
@@ -243,6 +311,15 @@ def main() -> None:
     print("\nopt.step / torch fused (lr written every step); fused=False (XLA path) in brackets")
     for tree, kind, ratio, xla in summary:
         print(f"  tree {tree} {kind:5s} {ratio:5.2f}x   ({xla:5.2f}x)")
+    for tree in filter(None, args.train.split(",")):
+        params, _ = make(tree)
+        steps = max(3, STEPS[tree] // (3 if args.quick else 1))
+        print(f"\ntrain step, tree {tree}: median ms/step (ratio to torch forward/backward/fused)")
+        for kind in args.kinds.split(","):
+            medians = time_variants(train_variants(kind, params), steps)
+            cells = [f"{n} {ms:.3f} ({ms / medians['torch f/b/fused']:.2f}x)"
+                     for n, ms in medians.items()]  # fmt: skip
+            print(f"  {kind:5s} " + "   ".join(cells))
     if args.memory:
         print("\npeak RSS (MB, fresh process each)")
         for tree in ("A", "C"):

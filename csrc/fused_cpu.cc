@@ -24,8 +24,12 @@ namespace ffi = xla::ffi;
 namespace {
 
 // The leaves of one parameter group, laid end to end: leaf l covers [offset[l], offset[l+1]).
+// A leaf's new value goes to param_out; it is read from param_in, the same buffer when the
+// caller aliases them (opt.step: in place) or another one (a train step, where the loss reads
+// the parameters too and XLA would otherwise copy them to keep the update from overwriting).
 struct Leaves {
-  std::vector<void*> param;
+  std::vector<const void*> param_in;
+  std::vector<void*> param_out;
   std::vector<const void*> grad;
   std::vector<int64_t> offset{0};
   int64_t total() const { return offset.back(); }
@@ -71,14 +75,25 @@ void Parallel(ffi::ThreadPool& pool, int64_t total, const Fn& fn) {
   while (shared->done.load(std::memory_order_acquire) < parts) std::this_thread::yield();
 }
 
+// Calls loop(in, out) for one leaf: in place (in = nullptr, read from out) when the caller
+// aliased the two buffers, else from in to out; both pointers stay __restrict__ either way.
+template <typename Loop>
+void InOrOutOfPlace(const void* in, void* out, int64_t first, const Loop& loop) {
+  if (in == out) {
+    loop.template operator()<true>(nullptr, out, first);
+  } else {
+    loop.template operator()<false>(in, out, first);
+  }
+}
+
 // ---- SGD --------------------------------------------------------------------------------------
 // scalars: -lr, momentum, 1 - dampening, weight_decay, first step (1 or 0).
-template <typename T, bool kMaximize, bool kNesterov, bool kDecay, bool kRestart>
-void SgdLoop(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ b, int64_t n,
-             const T* s) {
+template <typename T, bool kMaximize, bool kNesterov, bool kDecay, bool kRestart, bool kInPlace>
+void SgdLoop(const T* __restrict__ p_in, T* __restrict__ p, const T* __restrict__ g,
+             T* __restrict__ b, int64_t n, const T* s) {
   const T neg_lr = s[0], mom = s[1], one_minus_damp = s[2], wd = s[3];
   for (int64_t i = 0; i < n; ++i) {
-    const T pi = p[i];
+    const T pi = kInPlace ? p[i] : p_in[i];
     T d = kMaximize ? -g[i] : g[i];
     if (kDecay) d = d + wd * pi;
     const T buf = kRestart ? d : b[i] * mom + d * one_minus_damp;
@@ -95,13 +110,13 @@ ffi::Error Sgd(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs 
 // ---- Adam / AdamW -----------------------------------------------------------------------------
 // scalars: -lr / (1 - beta1^t), sqrt(1 - beta2^t), eps, 1 - beta1, beta2, 1 - beta2,
 // weight_decay, 1 - lr * weight_decay.  kDecay: 0 none, 1 coupled (L2), 2 decoupled (AdamW).
-template <typename T, bool kMaximize, bool kAmsgrad, int kDecay>
-void AdamLoop(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
-              T* __restrict__ vmax, int64_t n, const T* s) {
+template <typename T, bool kMaximize, bool kAmsgrad, int kDecay, bool kInPlace>
+void AdamLoop(const T* __restrict__ p_in, T* __restrict__ p, const T* __restrict__ g,
+              T* __restrict__ m, T* __restrict__ v, T* __restrict__ vmax, int64_t n, const T* s) {
   const T neg_step = s[0], bc2_sqrt = s[1], eps = s[2], one_minus_b1 = s[3], b2 = s[4],
           one_minus_b2 = s[5], wd = s[6], shrink = s[7];
   for (int64_t i = 0; i < n; ++i) {
-    const T pi = p[i];
+    const T pi = kInPlace ? p[i] : p_in[i];
     T gi = kMaximize ? -g[i] : g[i];
     if (kDecay == 1) gi = gi + wd * pi;
     const T mi = m[i] + (gi - m[i]) * one_minus_b1;
@@ -120,8 +135,9 @@ void AdamLoop(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* 
   }
 }
 
-// Reads the k parameter leaves (results 0..k-1, aliased to arguments 0..k-1 after `scalars`),
-// the k gradients (arguments k..2k-1) and `state` flat buffers (results k.., aliased).
+// Reads the k parameter leaves (arguments 0..k-1 after `scalars`; their new values go to
+// results 0..k-1, aliased or not), the k gradients (arguments k..2k-1) and `state` flat
+// buffers (results k.., aliased).
 template <typename T>
 ffi::ErrorOr<Leaves> Gather(ffi::RemainingArgs& args, ffi::RemainingRets& rets, size_t state,
                             std::vector<T*>& flat) {
@@ -132,11 +148,13 @@ ffi::ErrorOr<Leaves> Gather(ffi::RemainingArgs& args, ffi::RemainingRets& rets, 
   Leaves leaves;
   for (size_t l = 0; l < k; ++l) {
     auto p = rets.get<ffi::AnyBuffer>(l);
+    auto p_in = args.get<ffi::AnyBuffer>(l);
     auto g = args.get<ffi::AnyBuffer>(k + l);
-    if (!p.has_value() || !g.has_value()) {
+    if (!p.has_value() || !p_in.has_value() || !g.has_value()) {
       return ffi::Unexpected(ffi::Error::InvalidArgument("jaxsched fused step: missing leaf"));
     }
-    leaves.param.push_back((*p)->untyped_data());
+    leaves.param_in.push_back(p_in->untyped_data());
+    leaves.param_out.push_back((*p)->untyped_data());
     leaves.grad.push_back(g->untyped_data());
     leaves.offset.push_back(leaves.offset.back() + static_cast<int64_t>(g->element_count()));
   }
@@ -182,9 +200,14 @@ ffi::Error Sgd(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs 
         [&]<bool kMax, bool kNes, bool kDecay, bool kRestart>(Flags<kMax, kNes, kDecay, kRestart>) {
           Parallel(pool, leaves->total(), [&](int64_t lo, int64_t hi) {
             ForEachPart(*leaves, lo, hi, [&](size_t l, int64_t start, int64_t a, int64_t b) {
-              SgdLoop<T, kMax, kNes, kDecay, kRestart>(
-                  static_cast<T*>(leaves->param[l]) + a, static_cast<const T*>(leaves->grad[l]) + a,
-                  flat[0] + start + a, b - a, s);
+              InOrOutOfPlace(leaves->param_in[l], leaves->param_out[l], a,
+                             [&]<bool kInPlace>(const void* in, void* out, int64_t first) {
+                               SgdLoop<T, kMax, kNes, kDecay, kRestart, kInPlace>(
+                                   static_cast<const T*>(in) + (in ? first : 0),
+                                   static_cast<T*>(out) + first,
+                                   static_cast<const T*>(leaves->grad[l]) + first,
+                                   flat[0] + start + first, b - a, s);
+                             });
             });
           });
         }(f);
@@ -209,10 +232,15 @@ ffi::Error Adam(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs
           constexpr int kDecay = kCoupled ? 1 : (kDecoupled ? 2 : 0);
           Parallel(pool, leaves->total(), [&](int64_t lo, int64_t hi) {
             ForEachPart(*leaves, lo, hi, [&](size_t l, int64_t start, int64_t a, int64_t b) {
-              AdamLoop<T, kMax, kAms, kDecay>(
-                  static_cast<T*>(leaves->param[l]) + a, static_cast<const T*>(leaves->grad[l]) + a,
-                  flat[0] + start + a, flat[1] + start + a,
-                  kAms ? flat[2] + start + a : nullptr, b - a, s);
+              InOrOutOfPlace(leaves->param_in[l], leaves->param_out[l], a,
+                             [&]<bool kInPlace>(const void* in, void* out, int64_t first) {
+                               const int64_t at = start + first;
+                               AdamLoop<T, kMax, kAms, kDecay, kInPlace>(
+                                   static_cast<const T*>(in) + (in ? first : 0),
+                                   static_cast<T*>(out) + first,
+                                   static_cast<const T*>(leaves->grad[l]) + first, flat[0] + at,
+                                   flat[1] + at, kAms ? flat[2] + at : nullptr, b - a, s);
+                             });
             });
           });
         }(f);

@@ -140,19 +140,24 @@ def to_tree(state: Any, shapes: Sequence[tuple[int, ...]]) -> Any:
 # -- the step -------------------------------------------------------------------------------------
 
 
-def _call(kind, scalars, params, grads, state, **flags):
-    """One kernel call on a group: returns (new params, new state buffers), all in place."""
+def _call(kind, scalars, params, grads, state, in_place=True, **flags):
+    """One kernel call on a group: returns (new params, new state buffers), the state in place,
+    the params in place too unless ``in_place`` is false (then into new buffers)."""
     k, s = len(params), len(state)
     target = f"jaxsched_{'sgd' if kind == 'sgd' else 'adam'}_{_DTYPES[params[0].dtype]}"
     results = [jax.ShapeDtypeStruct(p.shape, p.dtype) for p in params]
     results += [jax.ShapeDtypeStruct(b.shape, b.dtype) for b in state]
-    aliases = {1 + i: i for i in range(k)} | {1 + 2 * k + j: k + j for j in range(s)}
+    aliases = {1 + 2 * k + j: k + j for j in range(s)}
+    if in_place:
+        aliases |= {1 + i: i for i in range(k)}
     call = jax.ffi.ffi_call(target, results, input_output_aliases=aliases)
     out = call(scalars, *params, *grads, *state, **flags)
     return list(out[:k]), list(out[k:])
 
 
-def group_update(kind: str, params, grads, state, hyper: Mapping[str, Any], statics):
+def group_update(
+    kind: str, params, grads, state, hyper: Mapping[str, Any], statics, in_place: bool = True
+):
     """The fast counterpart of ``tx.update`` + ``optax.apply_updates`` for one group (all
     hyperparameters traced scalars from the optimizer's vector, flags from ``statics``)."""
     dtype = params[0].dtype
@@ -164,7 +169,7 @@ def group_update(kind: str, params, grads, state, hyper: Mapping[str, Any], stat
             (count == 0).astype(dtype),
         ])  # fmt: skip
         new_params, (buf,) = _call(
-            kind, scalars, params, grads, [state.momentum_buffer],
+            kind, scalars, params, grads, [state.momentum_buffer], in_place,
             maximize=bool(statics["maximize"]), nesterov=bool(statics["nesterov"]),
         )  # fmt: skip
         return new_params, SGDState(count + 1, buf)
@@ -180,7 +185,7 @@ def group_update(kind: str, params, grads, state, hyper: Mapping[str, Any], stat
     buffers = [state.exp_avg, state.exp_avg_sq] + ([state.max_exp_avg_sq] if amsgrad else [])
     decoupled = kind == "adamw" or bool(statics.get("decoupled_weight_decay", False))
     new_params, new = _call(
-        kind, scalars, params, grads, buffers,
+        kind, scalars, params, grads, buffers, in_place,
         maximize=bool(statics["maximize"]), amsgrad=amsgrad, decoupled=decoupled,
     )  # fmt: skip
     return new_params, AdamState(t, new[0], new[1], new[2] if amsgrad else None)
@@ -191,9 +196,12 @@ def raw_step(
     group_indices: Sequence[Sequence[int]],
     statics: Sequence[Mapping[str, Any]],
     unpack: Callable[[jax.Array], dict],
+    in_place: bool = True,
 ) -> Callable:
     """``step(leaves, inner, grad_leaves, vector) -> (leaves, inner, vector)``, the same
-    signature as the optimizer's XLA step (``inner`` in the flat layout), to be jitted."""
+    signature as the optimizer's XLA step (``inner`` in the flat layout), to be jitted.
+    ``in_place=False`` writes the new parameters to new buffers: for programs where other
+    operations read the parameters too (XLA would otherwise copy them first)."""
 
     def step(leaves, inner, grad_leaves, vector):
         hyper = unpack(vector)
@@ -201,7 +209,7 @@ def raw_step(
         for g, idx in enumerate(group_indices):
             new_params, new_inner[g] = group_update(
                 kind, [leaves[i] for i in idx], [grad_leaves[i] for i in idx], inner[g],
-                hyper[g], statics[g],
+                hyper[g], statics[g], in_place,
             )  # fmt: skip
             for i, p in zip(idx, new_params, strict=True):
                 out[i] = p

@@ -129,11 +129,13 @@ class Optimizer:
                 for g, s in inner.items()
             }
             layout = self._layout
-            general = _fused.raw_step(
-                _fused.kind_of(type(self)._factory), self._group_indices, group_values,
-                lambda vector: _unpack(vector, layout),
+            self._updates: Callable[[bool], tuple[Callable, Callable | None]] = lambda in_place: (
+                _fused.raw_step(
+                    _fused.kind_of(type(self)._factory), self._group_indices, group_values,
+                    lambda vector: _unpack(vector, layout), in_place,
+                ),
+                None,
             )  # fmt: skip
-            self._updates: tuple[Callable, Callable | None] = (general, None)
             return
         # Two update rules: the general one (every numeric value read at run time) and, when
         # some group's weight decay is exactly 0, one that skips that term (a coupled decay term
@@ -146,7 +148,8 @@ class Optimizer:
             if self._fast_pattern
             else None
         )
-        self._updates = (self._update(self.tx), fast_tx and self._update(fast_tx))
+        rules = (self._update(self.tx), fast_tx and self._update(fast_tx))
+        self._updates = lambda in_place: rules
 
     def _update(self, tx: optax.GradientTransformation) -> Callable:
         """The XLA update rule of ``tx`` over leaf lists (see ``_programs``)."""
@@ -162,11 +165,18 @@ class Optimizer:
 
         return update
 
-    def _run(self, key: Any, entry: Callable[[Callable], Callable], args: tuple) -> Any:
-        """Run entry point ``key`` (jitted from ``entry`` at its first call after a build)."""
+    def _run(
+        self, key: Any, entry: Callable[[Callable], Callable], args: tuple, in_place: bool = True
+    ) -> Any:
+        """Run entry point ``key`` (jitted from ``entry`` at its first call after a build).
+        ``in_place=False``: the kernels write new parameter buffers and the parameters are not
+        donated (for programs where other operations read them too)."""
         programs = self._programs.get(key)
         if programs is None:
-            programs = self._programs[key] = _programs.Programs(entry, *self._updates)
+            donate = (0, 1) if in_place or not self._fused else (1,)
+            programs = self._programs[key] = _programs.Programs(
+                entry, *self._updates(in_place), donate
+            )
         return programs.run(args, lambda: self._zero_decay_groups() == self._fast_pattern)
 
     def _mismatch(self, grads: Any) -> ValueError:
@@ -269,6 +279,7 @@ class Optimizer:
                 ("train", loss_fn, has_aux),
                 lambda update: _programs.train_step(update, loss_fn, has_aux, treedef),
                 (self._leaves, self._inner, self._hyperparams(), args, kwargs),
+                in_place=False,  # the loss reads the parameters too
             )
             self._store(leaves)
             return out

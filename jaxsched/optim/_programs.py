@@ -28,9 +28,15 @@ class Programs:
     zero-decay rule.  Both are compiled at the first call (the general one ahead of time), so a
     later write that makes a decay non-zero switches programs without compiling."""
 
-    def __init__(self, entry: Callable[[Update], Callable], general: Update, fast: Update | None):
-        self.general = jax.jit(entry(general), donate_argnums=(0, 1))
-        self.fast = None if fast is None else jax.jit(entry(fast), donate_argnums=(0, 1))
+    def __init__(
+        self,
+        entry: Callable[[Update], Callable],
+        general: Update,
+        fast: Update | None,
+        donate: tuple[int, ...] = (0, 1),
+    ):
+        self.general = jax.jit(entry(general), donate_argnums=donate)
+        self.fast = None if fast is None else jax.jit(entry(fast), donate_argnums=donate)
         self.compiled: Any = None
         self.choice: Callable | None = None
 
