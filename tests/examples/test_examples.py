@@ -75,3 +75,15 @@ def test_main_demo_trains_and_matches_torch():
     assert len(losses) == 6 and losses[-1] < losses[0]
     assert "lr 0.1 / 0.01" in rows[0] and "lr 0.05 / 0.005" in rows[5]  # StepLR(5, 0.5)
     assert float(out.strip().splitlines()[-1].split("= ")[1]) < 1e-12
+
+
+def test_train_step_example_matches_the_two_call_loop():
+    out = run("train_step.py", "--steps", "40", "--layers", "6")
+    rows = [line.split() for line in out.splitlines() if line.startswith("step")]
+    fused = [float(row[5]) for row in rows]
+    two_calls = [float(row[8].rstrip(")")) for row in rows]
+    assert len(rows) >= 5 and fused[-1] < 0.5 * fused[0]
+    assert max(abs(a - b) / b for a, b in zip(fused, two_calls, strict=True)) < 1e-4
+    assert "14 parameter leaves" in out
+    assert float(out.split("between the two: ")[1].split()[0]) < 1e-5
+    assert "median ms/step make_train_step" in out
