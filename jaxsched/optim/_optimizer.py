@@ -132,7 +132,7 @@ class Optimizer:
             self._updates: Callable[[bool], tuple[Callable, Callable | None]] = lambda in_place: (
                 _fused.raw_step(
                     _fused.kind_of(type(self)._factory), self._group_indices, group_values,
-                    lambda vector: _unpack(vector, layout), in_place,
+                    lambda vector: _programs.unpack(vector, layout), in_place,
                 ),
                 None,
             )  # fmt: skip
@@ -148,22 +148,11 @@ class Optimizer:
             if self._fast_pattern
             else None
         )
-        rules = (self._update(self.tx), fast_tx and self._update(fast_tx))
+        rules = tuple(
+            tx and _programs.xla_update(tx, self._treedef, self._layout)
+            for tx in (self.tx, fast_tx)
+        )
         self._updates = lambda in_place: rules
-
-    def _update(self, tx: optax.GradientTransformation) -> Callable:
-        """The XLA update rule of ``tx`` over leaf lists (see ``_programs``)."""
-        treedef, layout = self._treedef, self._layout
-
-        def update(leaves, inner, grad_leaves, hyper_vector):
-            params, grads = treedef.unflatten(leaves), treedef.unflatten(grad_leaves)
-            state = GroupedState(inner, _unpack(hyper_vector, layout))
-            updates, state = tx.update(grads, state, params)
-            # The vector comes back as a device array, reused until the next write.
-            new_leaves = treedef.flatten_up_to(optax.apply_updates(params, updates))
-            return new_leaves, state.inner, hyper_vector
-
-        return update
 
     def _run(
         self, key: Any, entry: Callable[[Callable], Callable], args: tuple, in_place: bool = True
@@ -210,7 +199,7 @@ class Optimizer:
         hyperparameters (as arrays built from ``param_groups``)."""
         self._sync()
         vector = self._hyperparams()
-        return GroupedState(self._tree_inner(), _unpack(vector, self._layout))
+        return GroupedState(self._tree_inner(), _programs.unpack(vector, self._layout))
 
     @opt_state.setter
     def opt_state(self, state: GroupedState) -> None:
@@ -219,7 +208,7 @@ class Optimizer:
         self._sync()
         # The structure alone (traced, not computed: the fast path would copy its flat state).
         expected = GroupedState(
-            jax.eval_shape(self._tree_inner), _unpack(self._hyperparams(), self._layout)
+            jax.eval_shape(self._tree_inner), _programs.unpack(self._hyperparams(), self._layout)
         )
         if jax.tree.structure(state) != jax.tree.structure(expected):
             raise ValueError("opt_state must have the structure of optimizer.opt_state")
@@ -417,25 +406,3 @@ def _layout_of(value: Any) -> tuple[bool, ...] | str | None:
     if isinstance(value, tuple) and any(_is_number(v) for v in value):
         return tuple(_is_number(v) for v in value)
     return "static"
-
-
-def _unpack(vector: jax.Array, layout: Mapping[int, Mapping[str, Any]]) -> dict:
-    """Inverse of ``Optimizer._hyperparams``: ``{group: {name: scalar or tuple}}``.
-
-    (Passing the lr as a Python-float argument instead was measured and dropped: ~4-5 us per
-    float on every step, against ~10-20 us to upload the vector only after a write.)"""
-    out: dict[int, dict[str, Any]] = {}
-    i = 0
-    for g, names in layout.items():
-        out[g] = {}
-        for key, mask in names.items():
-            if mask is None:
-                out[g][key] = vector[i]
-                i += 1
-            else:
-                items = []
-                for m in mask:
-                    items.append(vector[i] if m else None)
-                    i += int(m)
-                out[g][key] = tuple(items)
-    return out
