@@ -1,8 +1,9 @@
 // One-pass CPU kernels for the stateful optimizers (jaxsched.optim), called through XLA's typed
-// FFI.  Each kernel updates, in place, a parameter list (one buffer per leaf) and the group's
-// optimizer state held as one flat buffer per quantity (the leaves laid end to end), reading
-// every element once and writing it once: XLA:CPU has no multi-output fusion, so the same
-// update written in jnp takes three or more passes over memory.
+// FFI.  Each kernel updates a parameter list (one buffer per leaf; in place, or into new buffers
+// when the caller does not alias them) and, in place, the group's optimizer state held as one
+// flat buffer per quantity (the leaves laid end to end), reading every element once and writing
+// it once: XLA:CPU has no multi-output fusion, so the same update written in jnp takes three or
+// more passes over memory.
 //
 // The arithmetic is the elementwise part of jaxsched.sgd / jaxsched.adam(w), operation for
 // operation and in the parameter dtype (compile with -ffp-contract=off: no FMA contraction);
@@ -75,14 +76,17 @@ void Parallel(ffi::ThreadPool& pool, int64_t total, const Fn& fn) {
   while (shared->done.load(std::memory_order_acquire) < parts) std::this_thread::yield();
 }
 
-// Calls loop(in, out) for one leaf: in place (in = nullptr, read from out) when the caller
-// aliased the two buffers, else from in to out; both pointers stay __restrict__ either way.
-template <typename Loop>
-void InOrOutOfPlace(const void* in, void* out, int64_t first, const Loop& loop) {
-  if (in == out) {
-    loop.template operator()<true>(nullptr, out, first);
+// Calls loop<kInPlace>(param in, param out, grad) on leaf l from its element `first` on: in
+// place (param in = nullptr, read from out) when the caller aliased the two buffers, else from
+// in to out; the loops' pointers stay __restrict__ either way.
+template <typename T, typename Loop>
+void LeafPart(const Leaves& leaves, size_t l, int64_t first, const Loop& loop) {
+  T* out = static_cast<T*>(leaves.param_out[l]) + first;
+  const T* grad = static_cast<const T*>(leaves.grad[l]) + first;
+  if (leaves.param_in[l] == leaves.param_out[l]) {
+    loop.template operator()<true>(nullptr, out, grad);
   } else {
-    loop.template operator()<false>(in, out, first);
+    loop.template operator()<false>(static_cast<const T*>(leaves.param_in[l]) + first, out, grad);
   }
 }
 
@@ -200,14 +204,10 @@ ffi::Error Sgd(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs 
         [&]<bool kMax, bool kNes, bool kDecay, bool kRestart>(Flags<kMax, kNes, kDecay, kRestart>) {
           Parallel(pool, leaves->total(), [&](int64_t lo, int64_t hi) {
             ForEachPart(*leaves, lo, hi, [&](size_t l, int64_t start, int64_t a, int64_t b) {
-              InOrOutOfPlace(leaves->param_in[l], leaves->param_out[l], a,
-                             [&]<bool kInPlace>(const void* in, void* out, int64_t first) {
-                               SgdLoop<T, kMax, kNes, kDecay, kRestart, kInPlace>(
-                                   static_cast<const T*>(in) + (in ? first : 0),
-                                   static_cast<T*>(out) + first,
-                                   static_cast<const T*>(leaves->grad[l]) + first,
-                                   flat[0] + start + first, b - a, s);
-                             });
+              LeafPart<T>(*leaves, l, a, [&]<bool kInPlace>(const T* in, T* out, const T* g) {
+                SgdLoop<T, kMax, kNes, kDecay, kRestart, kInPlace>(in, out, g, flat[0] + start + a,
+                                                                   b - a, s);
+              });
             });
           });
         }(f);
@@ -232,15 +232,11 @@ ffi::Error Adam(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs
           constexpr int kDecay = kCoupled ? 1 : (kDecoupled ? 2 : 0);
           Parallel(pool, leaves->total(), [&](int64_t lo, int64_t hi) {
             ForEachPart(*leaves, lo, hi, [&](size_t l, int64_t start, int64_t a, int64_t b) {
-              InOrOutOfPlace(leaves->param_in[l], leaves->param_out[l], a,
-                             [&]<bool kInPlace>(const void* in, void* out, int64_t first) {
-                               const int64_t at = start + first;
-                               AdamLoop<T, kMax, kAms, kDecay, kInPlace>(
-                                   static_cast<const T*>(in) + (in ? first : 0),
-                                   static_cast<T*>(out) + first,
-                                   static_cast<const T*>(leaves->grad[l]) + first, flat[0] + at,
-                                   flat[1] + at, kAms ? flat[2] + at : nullptr, b - a, s);
-                             });
+              LeafPart<T>(*leaves, l, a, [&]<bool kInPlace>(const T* in, T* out, const T* g) {
+                const int64_t at = start + a;
+                AdamLoop<T, kMax, kAms, kDecay, kInPlace>(in, out, g, flat[0] + at, flat[1] + at,
+                                                          kAms ? flat[2] + at : nullptr, b - a, s);
+              });
             });
           });
         }(f);

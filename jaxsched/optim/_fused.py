@@ -4,7 +4,9 @@ XLA:CPU has no multi-output fusion: written in ``jnp``, an Adam step becomes thr
 leaf (first moment, second moment, then the parameter from both), about ten array passes where
 one loop needs seven, and every leaf is its own loop.  The kernels in ``csrc/fused_cpu.cc``
 (called through XLA's typed FFI, inside the same jitted step) update a whole parameter group in
-one multithreaded loop, in place, with the group's state held as one flat buffer per quantity.
+one multithreaded loop, with the group's state held as one flat buffer per quantity and updated
+in place; the parameters too (``opt.step``), or into new buffers where other operations read
+them in the same program (a train step: XLA would copy them first otherwise).
 
 Exactness: the kernels compute the elementwise part of :func:`jaxsched.sgd` /
 :func:`jaxsched.adam` operation for operation in the parameter dtype, each operation rounded
