@@ -89,6 +89,7 @@ class Optimizer:
         self._group_indices = _trees.group_leaf_indices(self._params, self._group_trees)
         leaves, self._treedef = jax.tree_util.tree_flatten(self._params)
         self._leaves = leaves  # what the jitted step takes and returns (a list: cheap to pass)
+        self._dict_tree = _trees.DictLayout.of(self._params)  # reads grads fast, if it applies
         self._signature = [(p.shape, p.dtype) for p in leaves]
         self.tx = self._transform([pg._values for pg in self.param_groups])
         # Shapes first: the fast path allocates its flat state directly (no per-leaf copy).
@@ -232,9 +233,12 @@ class Optimizer:
         convention) and must be ``None``."""
         if closure is not None:
             raise ValueError("closure is not supported: compute the gradients and pass them")
-        grad_leaves, treedef = jax.tree_util.tree_flatten(grads)
-        if treedef != self._treedef:
-            raise self._mismatch(grads)
+        # Leaf shapes and dtypes are checked when the step is traced (checked_step).
+        grad_leaves = None if self._dict_tree is None else self._dict_tree.leaves(grads)
+        if grad_leaves is None:
+            grad_leaves, treedef = jax.tree_util.tree_flatten(grads)
+            if treedef != self._treedef:
+                raise self._mismatch(grads)
         self._sync()
         args = (self._leaves, self._inner, grad_leaves, self._hyperparams())
         signature, mismatch = self._signature, self._mismatch

@@ -91,7 +91,11 @@ def checked_step(
     signature = list(signature)
 
     def step(leaves, inner, grad_leaves, vector):
-        if [(g.shape, g.dtype) for g in grad_leaves] != signature:
+        # getattr: a gradient "leaf" may be a container or None here (it came from a fast
+        # read of nested dicts that checks keys, not leaves)
+        if [(getattr(g, "shape", None), getattr(g, "dtype", None)) for g in grad_leaves] != (
+            signature
+        ):
             raise mismatch(grad_leaves)
         return update(leaves, inner, grad_leaves, vector)
 

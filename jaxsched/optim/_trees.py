@@ -96,3 +96,68 @@ def first_mismatch(expected: Any, got: Any) -> str | None:
         if dtype != p.dtype:
             return f"gradient at {path_str(path)} has dtype {dtype}, parameter {p.dtype}"
     return None
+
+
+class DictLayout:
+    """The structure of a parameter tree made only of plain (nested) ``dict`` nodes, read in
+    Python: ten times cheaper than ``jax.tree_util.tree_flatten`` on such trees (jax sorts every
+    dict's keys and looks up every leaf's type; this compares the key lists and takes the
+    values), which was most of ``opt.step``'s Python cost on a tree of 1000 small leaves.
+
+    :meth:`leaves` accepts exactly the trees of this structure whose dicts list their keys in
+    jax's order (as every tree jax builds does) and returns ``None`` for anything else, where
+    the caller falls back to ``jax.tree_util``; a leaf of the wrong kind (``None``, a container)
+    is left to the caller's shape check.
+    """
+
+    def __init__(self, keys: list[Any], children: list[DictLayout | None]) -> None:
+        self.keys = keys
+        self.children = children  # None: a leaf
+        self.flat = all(c is None for c in children)
+
+    @classmethod
+    def of(cls, tree: Any) -> DictLayout | None:
+        """The layout of ``tree`` (built by jax: keys in jax's order), or ``None`` when it
+        holds anything but dicts and arrays."""
+
+        def build(node: Any) -> DictLayout | None:
+            children = []
+            for value in node.values():
+                if type(value) is dict:
+                    child = build(value)
+                    if child is None:
+                        return None
+                    children.append(child)
+                elif isinstance(value, jax.Array):
+                    children.append(None)
+                else:
+                    return None
+            return cls(list(node), children)
+
+        layout = build(tree) if type(tree) is dict and tree else None
+        if layout is None:
+            return None
+        leaves, same = jax.tree.leaves(tree), layout.leaves(tree)
+        if same is None or len(same) != len(leaves):
+            return None
+        if any(a is not b for a, b in zip(same, leaves, strict=True)):
+            return None  # not jax's order after all: never guess
+        return layout
+
+    def leaves(self, tree: Any) -> list[Any] | None:
+        """The leaves of ``tree`` in jax's flatten order, or ``None`` when its dicts do not
+        match this layout key for key."""
+        if type(tree) is not dict or list(tree) != self.keys:
+            return None
+        if self.flat:
+            return list(tree.values())
+        out: list[Any] = []
+        for child, value in zip(self.children, tree.values(), strict=True):
+            if child is None:
+                out.append(value)
+                continue
+            part = child.leaves(value)
+            if part is None:
+                return None
+            out.extend(part)
+        return out
