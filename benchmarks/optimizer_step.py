@@ -1,7 +1,7 @@
 """Step time and peak memory: jaxsched.optim vs raw jitted optax vs torch.optim, side by side.
 
 Run:  python benchmarks/optimizer_step.py [--trees T,A,B,C] [--kinds sgd,adam,adamw] [--quick]
-                                         [--train B,A] [--memory]
+                                         [--train B,A]
 
 Trees (as in the project's performance baselines): T tiny (3 leaves, 100 params), A
 resnet50-like (161 leaves, 25.6M params), B many-small (1000 leaves, 1M params), C one-big
@@ -18,8 +18,15 @@ process and interleaved rounds:
 
 and prints medians (ms) with ratios against torch fused and raw optax; on tree C also the
 effective bandwidth (arrays touched x bytes / time) against the streaming bandwidth measured in
-the same run (a donated jitted axpy and torch's in-place add_, best median).  ``--memory``
-measures the peak RSS of ``opt.step`` vs raw optax vs torch fused, each in a fresh subprocess.
+the same run (a donated jitted axpy and torch's in-place add_, best median); then the peak RSS
+of ``opt.step``, raw optax and torch fused.
+
+Each variant lives in its own worker process, as a training job would: it builds its tree,
+compiles, then times ``steps`` steps each time the driver asks, and the driver asks the workers
+in turn, for six rounds (interleaved, so the machine's drift hits all alike).  In one process,
+the thousands of arrays the other variants keep alive slow JAX's dispatch of tree B's 1000
+leaves by half (glibc malloc walks longer free lists per new array), a cost a real job does not
+pay; torch's fused step creates no Python objects and does not see it.
 
 ``--train`` times whole train steps on a toy loss, ``1e-3 * sum over leaves of sum(p * x)``
 (every parameter read once by the loss, every gradient written once; a squared loss was
@@ -32,6 +39,7 @@ one jitted program, and torch's forward / backward / fused step.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -63,9 +71,17 @@ def make(tree: str):
     return params, grads
 
 
-def jax_variants(kind: str, params, grads, only: str | None = None, big: bool = False):
+def wait(params: dict) -> None:
+    """Wait until a step's new params are computed: the outputs of one XLA execution become
+    ready together, so one leaf tells (``jax.block_until_ready`` on all of tree B's 1000 leaves
+    costs 0.4 ms of Python that a training loop, which only feeds them to the next step, never
+    spends; torch's step returns when done)."""
+    next(iter(params.values())).block_until_ready()
+
+
+def jax_variants(kind: str, params, grads, only: str | None = None):
     """name -> (step callable, block callable); each owns its params and state (``only``:
-    build just that one, for memory measurements)."""
+    build just that one)."""
     g = jax.tree.map(jnp.asarray, grads)
     out = {}
 
@@ -93,7 +109,7 @@ def jax_variants(kind: str, params, grads, only: str | None = None, big: bool = 
                 opt.param_groups[0]["lr"] = 1e-3 / (1 + 1e-3 * counter[0])
             opt.step(g)
 
-        return step, lambda: jax.block_until_ready(opt.params)
+        return step, lambda: wait(opt.params)
 
     def raw(tx, write_lr=False):
         p = jax.tree.map(jnp.asarray, params)
@@ -112,7 +128,7 @@ def jax_variants(kind: str, params, grads, only: str | None = None, big: bool = 
                 state[1].hyperparams["learning_rate"] = 1e-3 / (1 + 1e-3 * counter[0])
             state[0], state[1] = update(state[0], state[1], g)
 
-        return step, lambda: jax.block_until_ready(state[0])
+        return step, lambda: wait(state[0])
 
     ours = {"sgd": lambda: jaxsched.sgd(1e-3, momentum=0.9), "adam": lambda: jaxsched.adam(1e-3),
             "adamw": lambda: jaxsched.adamw(1e-3)}[kind]  # fmt: skip
@@ -134,20 +150,18 @@ def jax_variants(kind: str, params, grads, only: str | None = None, big: bool = 
         "optax": lambda: raw(theirs()),
         "optax inject": lambda: raw(inject(), write_lr=True),
     }
-    if big:  # keep the one-big tree's run short: the variants that matter
-        builders = {k: v for k, v in builders.items() if k in ("opt.step", "opt.step xla", "optax")}
     for name, build in builders.items():
         if only is None or name == only:
             out[name] = build()
     return out
 
 
-def torch_variants(kind: str, params, grads, only: str | None = None, big: bool = False):
+def torch_variants(kind: str, params, grads, only: str | None = None):
     import torch
 
     torch.set_num_threads(2)
     out = {}
-    for impl in ("fused",) if big else ("loop", "foreach", "fused"):
+    for impl in ("loop", "foreach", "fused"):
         if only is not None and only != f"torch {impl}":
             continue
         tensors = [torch.tensor(v, requires_grad=True) for v in params.values()]
@@ -163,9 +177,9 @@ def torch_variants(kind: str, params, grads, only: str | None = None, big: bool 
     return out
 
 
-def train_variants(kind: str, params, x: float = 0.5):
-    """name -> (step, block) for whole train steps on ``1e-3 * sum_leaves sum(p * x)``."""
-    import torch
+def train_variants(kind: str, params, only: str | None = None, x: float = 0.5):
+    """name -> (step, block) for whole train steps on ``1e-3 * sum_leaves sum(p * x)``
+    (``only``: build just that one)."""
 
     def loss(tree, x):
         return sum(jnp.sum(v * x) for v in tree.values()) * 1e-3
@@ -176,82 +190,141 @@ def train_variants(kind: str, params, x: float = 0.5):
         "adamw": lambda p: optim.AdamW(p, lr=1e-3),
     }[kind]
     xj = jnp.float32(x)
-    out = {}
-    opt = make_opt(params)
-    train_step = opt.make_train_step(loss)
-    out["train_step"] = (lambda: train_step(xj), lambda: jax.block_until_ready(opt.params))
-    opt2 = make_opt(params)
-    value_and_grad = jax.jit(jax.value_and_grad(loss))
-    out["v&g+opt.step"] = (
-        lambda: opt2.step(value_and_grad(opt2.params, xj)[1]),
-        lambda: jax.block_until_ready(opt2.params),
-    )
-    tx = {
-        "sgd": lambda: optax.sgd(1e-3, momentum=0.9),
-        "adam": lambda: optax.adam(1e-3),
-        "adamw": lambda: optax.adamw(1e-3, weight_decay=1e-2),
-    }[kind]()
 
-    def optax_step(p, s, x):
-        value, g = jax.value_and_grad(loss)(p, x)
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s, value
+    def train_step():
+        opt = make_opt(params)
+        train_step = opt.make_train_step(loss)
+        return lambda: train_step(xj), lambda: wait(opt.params)
 
-    optax_step = jax.jit(optax_step, donate_argnums=(0, 1))
-    p = jax.tree.map(jnp.asarray, params)
-    state = [p, tx.init(p)]
+    def two_calls():
+        opt = make_opt(params)
+        value_and_grad = jax.jit(jax.value_and_grad(loss))
+        return (
+            lambda: opt.step(value_and_grad(opt.params, xj)[1]),
+            lambda: wait(opt.params),
+        )
 
-    def optax_run():
-        state[0], state[1], _ = optax_step(state[0], state[1], xj)
+    def optax_one_jit():
+        tx = {
+            "sgd": lambda: optax.sgd(1e-3, momentum=0.9),
+            "adam": lambda: optax.adam(1e-3),
+            "adamw": lambda: optax.adamw(1e-3, weight_decay=1e-2),
+        }[kind]()
 
-    out["optax 1 jit"] = (optax_run, lambda: jax.block_until_ready(state[0]))
-    torch.set_num_threads(2)
-    tensors = [torch.tensor(v, requires_grad=True) for v in params.values()]
-    if kind == "sgd":
-        topt = torch.optim.SGD(tensors, lr=1e-3, momentum=0.9, fused=True)
+        def optax_step(p, s, x):
+            value, g = jax.value_and_grad(loss)(p, x)
+            u, s = tx.update(g, s, p)
+            return optax.apply_updates(p, u), s, value
+
+        optax_step = jax.jit(optax_step, donate_argnums=(0, 1))
+        p = jax.tree.map(jnp.asarray, params)
+        state = [p, tx.init(p)]
+
+        def run():
+            state[0], state[1], _ = optax_step(state[0], state[1], xj)
+
+        return run, lambda: wait(state[0])
+
+    def torch_train():
+        import torch
+
+        torch.set_num_threads(2)
+        tensors = [torch.tensor(v, requires_grad=True) for v in params.values()]
+        if kind == "sgd":
+            topt = torch.optim.SGD(tensors, lr=1e-3, momentum=0.9, fused=True)
+        else:
+            cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+            topt = cls(tensors, lr=1e-3, fused=True)
+
+        def run():
+            topt.zero_grad()
+            (sum((t * x).sum() for t in tensors) * 1e-3).backward()
+            topt.step()
+
+        return run, lambda: None
+
+    builders = {"train_step": train_step, "v&g+opt.step": two_calls,
+                "optax 1 jit": optax_one_jit, "torch f/b/fused": torch_train}  # fmt: skip
+    return {name: build() for name, build in builders.items() if only in (None, name)}
+
+
+REPLY = "@@bench "  # marks the worker's protocol lines on its stdout
+
+
+def serve(spec: list[str]) -> None:
+    """Worker process: build one variant, warm it up, then run ``n`` timed steps per line ``n``
+    read from stdin (replying with the times), and the peak RSS (MB) at ``quit``."""
+    mode, tree, kind, name = spec
+    params, grads = make(tree)
+    if mode == "train":
+        variants = train_variants(kind, params, only=name)
+    elif name.startswith("torch"):
+        variants = torch_variants(kind, params, grads, only=name)
     else:
-        cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
-        topt = cls(tensors, lr=1e-3, fused=True)
-
-    def torch_run():
-        topt.zero_grad()
-        (sum((t * x).sum() for t in tensors) * 1e-3).backward()
-        topt.step()
-
-    out["torch f/b/fused"] = (torch_run, lambda: None)
-    return out
-
-
-def time_variants(variants: dict, steps: int, rounds: int = 3) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for step, block in variants.values():  # warm-up: compile, allocate state
-        step()
-        step()
-        block()
-    for _ in range(rounds):
-        for name, (step, block) in variants.items():
-            for _ in range(steps):
-                start = time.perf_counter()
-                step()
-                block()
-                samples[name].append(time.perf_counter() - start)
-    return {name: 1e3 * statistics.median(v) for name, v in samples.items()}
+        variants = jax_variants(kind, params, grads, only=name)
+    step, block = variants[name]
+    step()  # compile, allocate the state
+    step()
+    block()
+    print(REPLY + "null", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "quit":
+            break
+        times = []
+        for _ in range(int(line)):
+            start = time.perf_counter()
+            step()
+            block()
+            times.append(time.perf_counter() - start)
+        print(REPLY + json.dumps(times), flush=True)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM"))
+    print(REPLY + json.dumps(peak), flush=True)
 
 
-def peak_rss(tree: str, kind: str, variant: str) -> float:
-    """Peak RSS (MB) of one variant on one tree, in a fresh interpreter."""
-    code = (
-        "import sys; sys.argv=['x']; import benchmarks.optimizer_step as b; "
-        f"p, g = b.make({tree!r}); "
-        f"v = (b.torch_variants if {variant!r}.startswith('torch') else b.jax_variants)"
-        f"({kind!r}, p, g, {variant!r})[{variant!r}]; "
-        "[(v[0](), v[1]()) for _ in range(5)]; "
-        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the (large) parent across exec
-        "print([int(l.split()[1]) / 1024 for l in open('/proc/self/status') "
-        "if l.startswith('VmHWM')][0])"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+class Worker:
+    """A variant in its own process (see :func:`serve`)."""
+
+    def __init__(self, *spec: str) -> None:
+        self.spec = spec
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", *spec],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.ask(None)  # built and compiled
+
+    def ask(self, line: str | None):
+        if line is not None:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        for out in self.proc.stdout:
+            if out.startswith(REPLY):
+                return json.loads(out[len(REPLY) :])
+        raise RuntimeError(f"benchmark worker {self.spec} exited with {self.proc.wait()}")
+
+
+def time_variants(
+    mode: str, tree: str, kind: str, names: list[str], steps: int, rounds: int = 6
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median ms per step and peak RSS (MB) of each variant, each in its own worker, the
+    workers asked in turn for ``rounds`` rounds of ``steps`` steps."""
+    workers: dict[str, Worker] = {}
+    try:
+        for name in names:  # one at a time: each compiles alone
+            workers[name] = Worker(mode, tree, kind, name)
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        for _ in range(rounds):
+            for name, worker in workers.items():
+                time.sleep(0.05)  # the previous worker's threads go idle
+                samples[name] += worker.ask(str(steps))
+        peaks = {name: worker.ask("quit") for name, worker in workers.items()}
+    finally:
+        for worker in workers.values():
+            worker.proc.kill()
+            worker.proc.wait()
+    medians = {name: 1e3 * statistics.median(v) for name, v in samples.items()}
+    return medians, peaks
 
 
 def streaming_bandwidth(n: int = 50_000_000, repeats: int = 10) -> float:
@@ -274,59 +347,60 @@ def streaming_bandwidth(n: int = 50_000_000, repeats: int = 10) -> float:
     return max(3 * n * 4 / statistics.median(v) / 1e9 for v in times.values())
 
 
+JAX_NAMES = ["opt.step", "opt.step no-w", "opt.step xla", "jaxsched tx", "optax", "optax inject"]
+TORCH_NAMES = ["torch loop", "torch foreach", "torch fused"]
+TRAIN_NAMES = ["train_step", "v&g+opt.step", "optax 1 jit", "torch f/b/fused"]
+BIG_NAMES = ["opt.step", "opt.step xla", "optax", "torch fused"]  # tree C: keep its run short
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trees", default="T,A,B,C")
     parser.add_argument("--kinds", default="sgd,adam,adamw")
     parser.add_argument("--quick", action="store_true", help="a third of the steps")
-    parser.add_argument("--memory", action="store_true", help="peak RSS on trees A and C")
     parser.add_argument("--train", default="B,A", help="trees for whole train steps ('' skips)")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        serve(args.worker)
+        return
     print(f"jax {jax.__version__}, optax {optax.__version__}, devices {jax.devices()}")
-    summary = []
+    summary, memory = [], []
     for tree in args.trees.split(","):
-        params, grads = make(tree)
-        n = sum(v.size for v in params.values())
+        leaves, n = len(TREES[tree]), sum(int(np.prod(s)) for s in TREES[tree])
         steps = max(3, STEPS[tree] // (3 if args.quick else 1))
         big = tree == "C"
         bandwidth = streaming_bandwidth() if big else None
         for kind in args.kinds.split(","):
-            variants = {
-                **jax_variants(kind, params, grads, big=big),
-                **torch_variants(kind, params, grads, big=big),
-            }
-            medians = time_variants(variants, steps)
-            del variants
+            names = BIG_NAMES if big else JAX_NAMES + TORCH_NAMES
+            medians, peaks = time_variants("step", tree, kind, names, steps)
             base, fused = medians["optax"], medians["torch fused"]
-            print(f"\ntree {tree} ({len(params)} leaves, {n:,} params), {kind}: median ms/step")
+            print(f"\ntree {tree} ({leaves} leaves, {n:,} params), {kind}: median ms/step")
             for name, ms in medians.items():
                 line = f"  {name:14s} {ms:9.4f}   {ms / fused:5.2f}x torch fused"
                 line += f"  {ms / base:5.2f}x optax"
                 if bandwidth is not None:
                     gbs = ARRAYS[kind] * n * 4 / (ms / 1e3) / 1e9
                     line += f"  {gbs:5.1f} GB/s = {100 * gbs / bandwidth:4.0f}% of {bandwidth:.1f}"
-                print(line)
+                print(line, flush=True)
             ratios = (medians["opt.step"] / fused, medians["opt.step xla"] / fused)
             summary.append((tree, kind, *ratios))
+            memory.append((tree, kind, peaks))
     print("\nopt.step / torch fused (lr written every step); fused=False (XLA path) in brackets")
     for tree, kind, ratio, xla in summary:
         print(f"  tree {tree} {kind:5s} {ratio:5.2f}x   ({xla:5.2f}x)")
+    print("\npeak RSS (MB, each variant's process): opt.step / optax / torch fused")
+    for tree, kind, peaks in memory:
+        cells = " / ".join(f"{peaks[v]:6.0f}" for v in ("opt.step", "optax", "torch fused"))
+        print(f"  tree {tree} {kind:5s} {cells}")
     for tree in filter(None, args.train.split(",")):
-        params, _ = make(tree)
         steps = max(3, STEPS[tree] // (3 if args.quick else 1))
         print(f"\ntrain step, tree {tree}: median ms/step (ratio to torch forward/backward/fused)")
         for kind in args.kinds.split(","):
-            medians = time_variants(train_variants(kind, params), steps)
+            medians, _ = time_variants("train", tree, kind, TRAIN_NAMES, steps)
             cells = [f"{n} {ms:.3f} ({ms / medians['torch f/b/fused']:.2f}x)"
                      for n, ms in medians.items()]  # fmt: skip
-            print(f"  {kind:5s} " + "   ".join(cells))
-    if args.memory:
-        print("\npeak RSS (MB, fresh process each)")
-        for tree in ("A", "C"):
-            for kind in args.kinds.split(","):
-                for variant in ("opt.step", "optax", "torch fused"):
-                    mb = peak_rss(tree, kind, variant)
-                    print(f"  {tree} {kind:5s} {variant:12s} {mb:8.0f}")
+            print(f"  {kind:5s} " + "   ".join(cells), flush=True)
 
 
 if __name__ == "__main__":
