@@ -21,12 +21,11 @@ effective bandwidth (arrays touched x bytes / time) against the streaming bandwi
 the same run (a donated jitted axpy and torch's in-place add_, best median); then the peak RSS
 of ``opt.step``, raw optax and torch fused.
 
-Each variant lives in its own worker process, as a training job would: it builds its tree,
-compiles, then times ``steps`` steps each time the driver asks, and the driver asks the workers
-in turn, for six rounds (interleaved, so the machine's drift hits all alike).  In one process,
-the thousands of arrays the other variants keep alive slow JAX's dispatch of tree B's 1000
-leaves by half (glibc malloc walks longer free lists per new array), a cost a real job does not
-pay; torch's fused step creates no Python objects and does not see it.
+Each variant lives in its own worker process (``_workers``), as a training job would, and the
+workers are timed in turn over six interleaved rounds.  In one process, the thousands of arrays
+the other variants keep alive slow JAX's dispatch of tree B's 1000 leaves by half (glibc malloc
+walks longer free lists per new array), a cost a real job does not pay; torch's fused step
+creates no Python objects and does not see it.
 
 ``--train`` times whole train steps on a toy loss, ``1e-3 * sum over leaves of sum(p * x)``
 (every parameter read once by the loss, every gradient written once; a squared loss was
@@ -39,9 +38,8 @@ one jitted program, and torch's forward / backward / fused step.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -50,7 +48,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
 import jaxsched
+from benchmarks._workers import serve, time_in_workers
 from jaxsched import optim
 
 TREES = {
@@ -248,83 +249,14 @@ def train_variants(kind: str, params, only: str | None = None, x: float = 0.5):
     return {name: build() for name, build in builders.items() if only in (None, name)}
 
 
-REPLY = "@@bench "  # marks the worker's protocol lines on its stdout
-
-
-def serve(spec: list[str]) -> None:
-    """Worker process: build one variant, warm it up, then run ``n`` timed steps per line ``n``
-    read from stdin (replying with the times), and the peak RSS (MB) at ``quit``."""
-    mode, tree, kind, name = spec
+def build(mode: str, tree: str, kind: str, name: str):
+    """A worker's variant (see ``_workers``): ``mode`` "step" or "train"."""
     params, grads = make(tree)
     if mode == "train":
-        variants = train_variants(kind, params, only=name)
-    elif name.startswith("torch"):
-        variants = torch_variants(kind, params, grads, only=name)
-    else:
-        variants = jax_variants(kind, params, grads, only=name)
-    step, block = variants[name]
-    step()  # compile, allocate the state
-    step()
-    block()
-    print(REPLY + "null", flush=True)
-    for line in sys.stdin:
-        if line.strip() == "quit":
-            break
-        times = []
-        for _ in range(int(line)):
-            start = time.perf_counter()
-            step()
-            block()
-            times.append(time.perf_counter() - start)
-        print(REPLY + json.dumps(times), flush=True)
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec
-    with open("/proc/self/status") as status:
-        peak = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM"))
-    print(REPLY + json.dumps(peak), flush=True)
-
-
-class Worker:
-    """A variant in its own process (see :func:`serve`)."""
-
-    def __init__(self, *spec: str) -> None:
-        self.spec = spec
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", *spec],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.ask(None)  # built and compiled
-
-    def ask(self, line: str | None):
-        if line is not None:
-            self.proc.stdin.write(line + "\n")
-            self.proc.stdin.flush()
-        for out in self.proc.stdout:
-            if out.startswith(REPLY):
-                return json.loads(out[len(REPLY) :])
-        raise RuntimeError(f"benchmark worker {self.spec} exited with {self.proc.wait()}")
-
-
-def time_variants(
-    mode: str, tree: str, kind: str, names: list[str], steps: int, rounds: int = 6
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Median ms per step and peak RSS (MB) of each variant, each in its own worker, the
-    workers asked in turn for ``rounds`` rounds of ``steps`` steps."""
-    workers: dict[str, Worker] = {}
-    try:
-        for name in names:  # one at a time: each compiles alone
-            workers[name] = Worker(mode, tree, kind, name)
-        samples: dict[str, list[float]] = {name: [] for name in names}
-        for _ in range(rounds):
-            for name, worker in workers.items():
-                time.sleep(0.05)  # the previous worker's threads go idle
-                samples[name] += worker.ask(str(steps))
-        peaks = {name: worker.ask("quit") for name, worker in workers.items()}
-    finally:
-        for worker in workers.values():
-            worker.proc.kill()
-            worker.proc.wait()
-    medians = {name: 1e3 * statistics.median(v) for name, v in samples.items()}
-    return medians, peaks
+        return train_variants(kind, params, only=name)[name]
+    if name.startswith("torch"):
+        return torch_variants(kind, params, grads, only=name)[name]
+    return jax_variants(kind, params, grads, only=name)[name]
 
 
 def streaming_bandwidth(n: int = 50_000_000, repeats: int = 10) -> float:
@@ -362,7 +294,7 @@ def main() -> None:
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        serve(args.worker)
+        serve(build(*args.worker))
         return
     print(f"jax {jax.__version__}, optax {optax.__version__}, devices {jax.devices()}")
     summary, memory = [], []
@@ -373,7 +305,7 @@ def main() -> None:
         bandwidth = streaming_bandwidth() if big else None
         for kind in args.kinds.split(","):
             names = BIG_NAMES if big else JAX_NAMES + TORCH_NAMES
-            medians, peaks = time_variants("step", tree, kind, names, steps)
+            medians, peaks = time_in_workers(__file__, ["step", tree, kind], names, steps)
             base, fused = medians["optax"], medians["torch fused"]
             print(f"\ntree {tree} ({leaves} leaves, {n:,} params), {kind}: median ms/step")
             for name, ms in medians.items():
@@ -397,7 +329,7 @@ def main() -> None:
         steps = max(3, STEPS[tree] // (3 if args.quick else 1))
         print(f"\ntrain step, tree {tree}: median ms/step (ratio to torch forward/backward/fused)")
         for kind in args.kinds.split(","):
-            medians, _ = time_variants("train", tree, kind, TRAIN_NAMES, steps)
+            medians, _ = time_in_workers(__file__, ["train", tree, kind], TRAIN_NAMES, steps)
             cells = [f"{n} {ms:.3f} ({ms / medians['torch f/b/fused']:.2f}x)"
                      for n, ms in medians.items()]  # fmt: skip
             print(f"  {kind:5s} " + "   ".join(cells), flush=True)
