@@ -5,8 +5,8 @@ Run:  python benchmarks/optimizer_step.py [--trees T,A,B,C] [--kinds sgd,adam,ad
 
 Trees (as in the project's performance baselines): T tiny (3 leaves, 100 params), A
 resnet50-like (161 leaves, 25.6M params), B many-small (1000 leaves, 1M params), C one-big
-(1 leaf, 100M params); float32.  For SGD(momentum=0.9), Adam and AdamW it times, in one
-process and interleaved rounds:
+(1 leaf, 100M params); float32.  For SGD(momentum=0.9), Adam and AdamW it times, each in its
+own process, in interleaved rounds:
 
 - ``opt.step``: ``jaxsched.optim.SGD/Adam/AdamW`` (stateful, two param groups, lr written into
   ``param_groups`` before every step, as a scheduler would); ``opt.step no-w``: no writes;
@@ -72,6 +72,32 @@ def make(tree: str):
     return params, grads
 
 
+def jaxsched_optimizer(kind: str, params, **flags) -> optim.Optimizer:
+    """``optim.SGD(momentum=0.9)`` / ``Adam`` / ``AdamW`` at lr 1e-3."""
+    if kind == "sgd":
+        return optim.SGD(params, lr=1e-3, momentum=0.9, **flags)
+    return (optim.Adam if kind == "adam" else optim.AdamW)(params, lr=1e-3, **flags)
+
+
+def optax_tx(kind: str) -> optax.GradientTransformation:
+    """The raw optax counterpart (what a JAX user has without jaxsched)."""
+    return {
+        "sgd": lambda: optax.sgd(1e-3, momentum=0.9),
+        "adam": lambda: optax.adam(1e-3),
+        "adamw": lambda: optax.adamw(1e-3, weight_decay=1e-2),
+    }[kind]()
+
+
+def torch_optimizer(kind: str, tensors, **flags):
+    """torch's ``SGD(momentum=0.9)`` / ``Adam`` / ``AdamW`` at lr 1e-3."""
+    import torch
+
+    if kind == "sgd":
+        return torch.optim.SGD(tensors, lr=1e-3, momentum=0.9, **flags)
+    cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+    return cls(tensors, lr=1e-3, **flags)
+
+
 def wait(params: dict) -> None:
     """Wait until a step's new params are computed: the outputs of one XLA execution become
     ready together, so one leaf tells (``jax.block_until_ready`` on all of tree B's 1000 leaves
@@ -97,11 +123,7 @@ def jax_variants(kind: str, params, grads, only: str | None = None):
             if len(keys) > 1
             else [{"params": params}]
         )
-        flag = {} if fused is None else {"fused": fused}
-        if kind == "sgd":
-            opt = optim.SGD(groups, lr=1e-3, momentum=0.9, **flag)
-        else:
-            opt = (optim.Adam if kind == "adam" else optim.AdamW)(groups, lr=1e-3, **flag)
+        opt = jaxsched_optimizer(kind, groups, **({} if fused is None else {"fused": fused}))
         counter = [0]
 
         def step():
@@ -133,11 +155,6 @@ def jax_variants(kind: str, params, grads, only: str | None = None):
 
     ours = {"sgd": lambda: jaxsched.sgd(1e-3, momentum=0.9), "adam": lambda: jaxsched.adam(1e-3),
             "adamw": lambda: jaxsched.adamw(1e-3)}[kind]  # fmt: skip
-    theirs = {
-        "sgd": lambda: optax.sgd(1e-3, momentum=0.9),
-        "adam": lambda: optax.adam(1e-3),
-        "adamw": lambda: optax.adamw(1e-3, weight_decay=1e-2),
-    }[kind]
     inject = {
         "sgd": lambda: optax.inject_hyperparams(optax.sgd)(learning_rate=1e-3, momentum=0.9),
         "adam": lambda: optax.inject_hyperparams(optax.adam)(learning_rate=1e-3),
@@ -148,7 +165,7 @@ def jax_variants(kind: str, params, grads, only: str | None = None):
         "opt.step no-w": lambda: stateful(write_lr=False),
         "opt.step xla": lambda: stateful(write_lr=True, fused=False),
         "jaxsched tx": lambda: raw(ours()),
-        "optax": lambda: raw(theirs()),
+        "optax": lambda: raw(optax_tx(kind)),
         "optax inject": lambda: raw(inject(), write_lr=True),
     }
     for name, build in builders.items():
@@ -169,11 +186,7 @@ def torch_variants(kind: str, params, grads, only: str | None = None):
         for t, gv in zip(tensors, grads.values(), strict=True):
             t.grad = torch.tensor(gv)
         flags = {"foreach": impl == "foreach", "fused": True if impl == "fused" else None}
-        if kind == "sgd":
-            opt = torch.optim.SGD(tensors, lr=1e-3, momentum=0.9, **flags)
-        else:
-            cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
-            opt = cls(tensors, lr=1e-3, **flags)
+        opt = torch_optimizer(kind, tensors, **flags)
         out[f"torch {impl}"] = (opt.step, lambda: None)
     return out
 
@@ -185,20 +198,15 @@ def train_variants(kind: str, params, only: str | None = None, x: float = 0.5):
     def loss(tree, x):
         return sum(jnp.sum(v * x) for v in tree.values()) * 1e-3
 
-    make_opt = {
-        "sgd": lambda p: optim.SGD(p, lr=1e-3, momentum=0.9),
-        "adam": lambda p: optim.Adam(p, lr=1e-3),
-        "adamw": lambda p: optim.AdamW(p, lr=1e-3),
-    }[kind]
     xj = jnp.float32(x)
 
     def train_step():
-        opt = make_opt(params)
+        opt = jaxsched_optimizer(kind, params)
         train_step = opt.make_train_step(loss)
         return lambda: train_step(xj), lambda: wait(opt.params)
 
     def two_calls():
-        opt = make_opt(params)
+        opt = jaxsched_optimizer(kind, params)
         value_and_grad = jax.jit(jax.value_and_grad(loss))
         return (
             lambda: opt.step(value_and_grad(opt.params, xj)[1]),
@@ -206,11 +214,7 @@ def train_variants(kind: str, params, only: str | None = None, x: float = 0.5):
         )
 
     def optax_one_jit():
-        tx = {
-            "sgd": lambda: optax.sgd(1e-3, momentum=0.9),
-            "adam": lambda: optax.adam(1e-3),
-            "adamw": lambda: optax.adamw(1e-3, weight_decay=1e-2),
-        }[kind]()
+        tx = optax_tx(kind)
 
         def optax_step(p, s, x):
             value, g = jax.value_and_grad(loss)(p, x)
@@ -231,11 +235,7 @@ def train_variants(kind: str, params, only: str | None = None, x: float = 0.5):
 
         torch.set_num_threads(2)
         tensors = [torch.tensor(v, requires_grad=True) for v in params.values()]
-        if kind == "sgd":
-            topt = torch.optim.SGD(tensors, lr=1e-3, momentum=0.9, fused=True)
-        else:
-            cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
-            topt = cls(tensors, lr=1e-3, fused=True)
+        topt = torch_optimizer(kind, tensors, fused=True)
 
         def run():
             topt.zero_grad()
