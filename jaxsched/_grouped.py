@@ -48,7 +48,8 @@ def split_hyperparams(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[s
     return dynamic, static
 
 
-def _join(dynamic: Mapping[str, Any], static: Mapping[str, Any]) -> dict[str, Any]:
+def join_hyperparams(dynamic: Mapping[str, Any], static: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`split_hyperparams`: the factory's keyword arguments."""
     kwargs = dict(static)
     for name, value in dynamic.items():
         if isinstance(value, tuple):
@@ -140,7 +141,7 @@ def grouped_with_frozen(
         inner, hyper = {}, {}
         for label, idx in index.items():
             dynamic, _ = split_hyperparams({**defaults, **groups[label]})
-            tx = factory(**_join(dynamic, statics[label]))
+            tx = factory(**join_hyperparams(dynamic, statics[label]))
             inner[label] = tx.init([leaves[i] for i in idx])
             hyper[label] = dynamic
         return GroupedState(inner, hyper)
@@ -158,7 +159,7 @@ def grouped_with_frozen(
             held = state.hyperparams[label]
             if frozen.get(label):
                 held = {k: v for k, v in held.items() if k not in frozen[label]}
-            tx = factory(**_join(held, statics[label]))
+            tx = factory(**join_hyperparams(held, statics[label]))
             sub_params = None if values is None else [values[i] for i in idx]
             sub_updates, inner[label] = tx.update(
                 [grads[i] for i in idx], state.inner[label], sub_params

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -35,31 +36,36 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import transforms as T
-from ..transforms._adam import AdamState
-from ..transforms._common import cast, one_minus_pow
-from ..transforms._sgd import SGDState
+from ..transforms._common import cast
 
 _KINDS = {T.sgd: "sgd", T.adam: "adam", T.adamw: "adamw"}
 _DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _TARGETS = [f"jaxsched_{k}_{d}" for k in ("sgd", "adam") for d in ("f32", "f64")]
 
 
-@functools.cache
 def kernels_available() -> bool:
     """True when the compiled kernels load, register with XLA and pass a smoke test."""
-    if os.environ.get("JAXSCHED_FUSED", "1") == "0" or jax.default_backend() != "cpu":
-        return False
+    return unavailable() is None
+
+
+@functools.cache
+def unavailable() -> str | None:
+    """Why the kernels cannot run here, or ``None`` when they can."""
+    if os.environ.get("JAXSCHED_FUSED", "1") == "0":
+        return "JAXSCHED_FUSED=0 in the environment"
+    if jax.default_backend() != "cpu":
+        return f"the default backend is {jax.default_backend()}, the kernels are CPU only"
     try:
         spec = importlib.util.find_spec("jaxsched.optim._fused_cpu")
         if spec is None or spec.origin is None:
-            return False
+            return "the kernel library was not built at install"
         library = ctypes.CDLL(spec.origin)
         for name in _TARGETS:
             capsule = jax.ffi.pycapsule(getattr(library, name))
             jax.ffi.register_ffi_target(name, capsule, platform="cpu")
-        return _smoke_test()
-    except Exception:  # built against an incompatible jaxlib, no FFI, ...: XLA alone
-        return False
+        return None if _smoke_test() else "the kernel library failed its smoke test"
+    except Exception as err:  # built against an incompatible jaxlib, no FFI, ...: XLA alone
+        return f"the kernel library did not load: {err}"
 
 
 def _smoke_test() -> bool:
@@ -77,144 +83,114 @@ def kind_of(factory: Callable) -> str | None:
     return _KINDS.get(factory)
 
 
-def applies(
+def why_not(
     factory: Callable,
-    groups: Sequence[Mapping[str, Any]],
-    group_leaves: Sequence[Sequence[jax.Array]],
-    layout: Mapping[int, Mapping[str, Any]],
+    values: Mapping[str, Any],
+    leaves: Sequence[jax.Array],
+    layout: Mapping[str, Any],
     hyperparameter_names: Sequence[str],
-) -> bool:
-    """Whether the fast path is exact and available for these groups."""
-    if kind_of(factory) is None or not kernels_available():
-        return False
-    for g, (values, leaves) in enumerate(zip(groups, group_leaves, strict=True)):
-        if values.get("fused") is False or not leaves:
-            return False
-        if len({leaf.dtype for leaf in leaves}) != 1 or leaves[0].dtype not in _DTYPES:
-            return False
-        if any(d.platform != "cpu" for leaf in leaves for d in leaf.devices()):
-            return False
-        for name in hyperparameter_names:
-            value = values[name]
-            if value is None or isinstance(value, bool):
-                continue  # flags (nesterov, amsgrad, foreach, ...) are read statically
-            mask = layout[g].get(name, "absent")
-            if mask == "absent" or (isinstance(mask, tuple) and not all(mask)):
-                return False  # a schedule or a non-number: the transform handles it
-    return True
+) -> str | None:
+    """Why one group cannot run on the kernels (``None``: it can, exactly)."""
+    if kind_of(factory) is None:
+        return "no CPU kernel for this optimizer"
+    reason = unavailable()
+    if reason is not None:
+        return reason
+    if values.get("fused") is False:
+        return "fused=False in this group"
+    if len({leaf.dtype for leaf in leaves}) != 1 or leaves[0].dtype not in _DTYPES:
+        dtypes = sorted({str(leaf.dtype) for leaf in leaves})
+        return f"the kernels need one dtype per group, float32 or float64; this group has {dtypes}"
+    if any(d.platform != "cpu" for leaf in leaves for d in leaf.devices()):
+        return "some of the group's leaves are not on CPU devices"
+    for name in hyperparameter_names:
+        value = values[name]
+        if value is None or isinstance(value, bool):
+            continue  # flags (nesterov, amsgrad, foreach, ...) are read statically
+        mask = layout.get(name, "absent")
+        if mask == "absent" or (isinstance(mask, tuple) and not all(mask)):
+            return f"{name} is not a number (a schedule or an array): the transform handles it"
+    return None
 
 
-# -- state layout: per-parameter fields as one flat buffer per group ------------------------------
+# -- one kernel call ------------------------------------------------------------------------------
 
 
-def to_flat(state: Any) -> Any:
-    """The transform's state over a group's leaves -> the same NamedTuple whose per-parameter
-    fields (lists of arrays) are one flat buffer each."""
-    return type(state)(
-        *(jnp.concatenate([jnp.ravel(x) for x in v]) if isinstance(v, list) else v for v in state)
-    )
-
-
-def flat_zeros(shapes: Any) -> Any:
-    """A fresh state in the flat layout from the shapes of the transform's state (every SGD and
-    Adam buffer starts at zero, as does the count)."""
-    return type(shapes)(
-        *(
-            jnp.zeros(sum(int(np.prod(x.shape)) for x in v), v[0].dtype)
-            if isinstance(v, list)
-            else (None if v is None else jnp.zeros(v.shape, v.dtype))
-            for v in shapes
-        )
-    )
-
-
-def to_tree(state: Any, shapes: Sequence[tuple[int, ...]]) -> Any:
-    """Inverse of :func:`to_flat` for a group whose leaves have ``shapes`` (the flat buffers are
-    the 1-D fields; the count is a scalar)."""
-    sizes = np.cumsum([0, *(int(np.prod(s)) for s in shapes)])
-
-    def split(flat: jax.Array) -> list[jax.Array]:
-        return [flat[a:b].reshape(s) for a, b, s in zip(sizes[:-1], sizes[1:], shapes, strict=True)]
-
-    return type(state)(*(split(v) if v is not None and v.ndim == 1 else v for v in state))
-
-
-# -- the step -------------------------------------------------------------------------------------
-
-
-def _call(kind, scalars, params, grads, state, in_place=True, **flags):
-    """One kernel call on a group: returns (new params, new state buffers), the state in place,
-    the params in place too unless ``in_place`` is false (then into new buffers)."""
-    k, s = len(params), len(state)
+def call(kind, scalars, params, grads, buffers, in_place=True, **flags):
+    """One kernel call on a group's leaves (or on one device's shards of them): returns (new
+    params, new state buffers), the buffers updated in place, the params in place too unless
+    ``in_place`` is false (then into new buffers)."""
+    k, s = len(params), len(buffers)
     target = f"jaxsched_{'sgd' if kind == 'sgd' else 'adam'}_{_DTYPES[params[0].dtype]}"
     results = [jax.ShapeDtypeStruct(p.shape, p.dtype) for p in params]
-    results += [jax.ShapeDtypeStruct(b.shape, b.dtype) for b in state]
+    results += [jax.ShapeDtypeStruct(b.shape, b.dtype) for b in buffers]
     aliases = {1 + 2 * k + j: k + j for j in range(s)}
     if in_place:
         aliases |= {1 + i: i for i in range(k)}
-    call = jax.ffi.ffi_call(target, results, input_output_aliases=aliases)
-    out = call(scalars, *params, *grads, *state, **flags)
+    out = jax.ffi.ffi_call(target, results, input_output_aliases=aliases)(
+        scalars, *params, *grads, *buffers, **flags
+    )
     return list(out[:k]), list(out[k:])
 
 
-def group_update(
-    kind: str, params, grads, state, hyper: Mapping[str, Any], statics, in_place: bool = True
-):
-    """The fast counterpart of ``tx.update`` + ``optax.apply_updates`` for one group (all
-    hyperparameters traced scalars from the optimizer's vector, flags from ``statics``)."""
-    dtype = params[0].dtype
-    count = state.count
+_call = call  # the smoke test's name
+
+
+def derive(kind: str) -> Callable[[Mapping[str, Any]], dict[str, float]]:
+    """The host-side scalars of a group's kernel step, from its Python-float values in double
+    precision and rounded once when uploaded, as torch derives them from its Python floats."""
+
+    def log(beta: float) -> float:
+        return math.log(beta) if beta > 0 else -math.inf  # 1 - 0**t = 1 for t >= 1
+
     if kind == "sgd":
-        lr, mom, damp, wd = (hyper[k] for k in ("lr", "momentum", "dampening", "weight_decay"))
-        scalars = jnp.stack([
-            cast(-lr, dtype), cast(mom, dtype), cast(1 - damp, dtype), cast(wd, dtype),
-            (count == 0).astype(dtype),
-        ])  # fmt: skip
-        new_params, (buf,) = _call(
-            kind, scalars, params, grads, [state.momentum_buffer], in_place,
-            maximize=bool(statics["maximize"]), nesterov=bool(statics["nesterov"]),
-        )  # fmt: skip
-        return new_params, SGDState(count + 1, buf)
-    lr, (b1, b2), eps, wd = (hyper[k] for k in ("lr", "betas", "eps", "weight_decay"))
-    t = count + 1
-    step_size = lr / one_minus_pow(b1, t)
-    bc2_sqrt = jnp.sqrt(one_minus_pow(b2, t))
-    scalars = jnp.stack([
-        cast(-step_size, dtype), cast(bc2_sqrt, dtype), cast(eps, dtype), cast(1 - b1, dtype),
-        cast(b2, dtype), cast(1 - b2, dtype), cast(wd, dtype), cast(1 - lr * wd, dtype),
-    ])  # fmt: skip
-    amsgrad = bool(statics["amsgrad"])
-    buffers = [state.exp_avg, state.exp_avg_sq] + ([state.max_exp_avg_sq] if amsgrad else [])
+        return lambda v: {"one_minus_dampening": 1.0 - float(v["dampening"])}
+
+    def adam(v: Mapping[str, Any]) -> dict[str, float]:
+        b1, b2 = (float(b) for b in v["betas"])
+        lr, wd = float(v["lr"]), float(v["weight_decay"])
+        return {
+            "one_minus_beta1": 1.0 - b1,
+            "one_minus_beta2": 1.0 - b2,
+            "log_beta1": log(b1),
+            "log_beta2": log(b2),
+            "decay_factor": 1.0 - lr * wd,
+        }
+
+    return adam
+
+
+def scalars(kind: str, hyper: Mapping[str, Any], derived: Mapping[str, Any], count, dtype):
+    """The kernel's scalar buffer for a step after ``count`` steps (traced values from the
+    hyperparameter vector; the order is the one ``csrc/fused_cpu.cc`` reads)."""
+    if kind == "sgd":
+        lr, mom, wd = (hyper[k] for k in ("lr", "momentum", "weight_decay"))
+        values = [-lr, mom, derived["one_minus_dampening"], wd, (count == 0).astype(dtype)]
+    else:
+        t = (count + 1).astype(derived["log_beta1"].dtype)
+        step_size = hyper["lr"] / -jnp.expm1(t * derived["log_beta1"])
+        bc2_sqrt = jnp.sqrt(-jnp.expm1(t * derived["log_beta2"]))
+        values = [
+            -step_size, bc2_sqrt, hyper["eps"], derived["one_minus_beta1"], hyper["betas"][1],
+            derived["one_minus_beta2"], hyper["weight_decay"], derived["decay_factor"],
+        ]  # fmt: skip
+    return jnp.stack([cast(x, dtype) for x in values])
+
+
+def attributes(kind: str, statics: Mapping[str, Any]) -> dict[str, bool]:
+    """The kernel's compile-time flags for a group."""
+    if kind == "sgd":
+        return {"maximize": bool(statics["maximize"]), "nesterov": bool(statics["nesterov"])}
     decoupled = kind == "adamw" or bool(statics.get("decoupled_weight_decay", False))
-    new_params, new = _call(
-        kind, scalars, params, grads, buffers, in_place,
-        maximize=bool(statics["maximize"]), amsgrad=amsgrad, decoupled=decoupled,
-    )  # fmt: skip
-    return new_params, AdamState(t, new[0], new[1], new[2] if amsgrad else None)
+    return {
+        "maximize": bool(statics["maximize"]),
+        "amsgrad": bool(statics["amsgrad"]),
+        "decoupled": decoupled,
+    }
 
 
-def raw_step(
-    kind: str,
-    group_indices: Sequence[Sequence[int]],
-    statics: Sequence[Mapping[str, Any]],
-    unpack: Callable[[jax.Array], dict],
-    in_place: bool = True,
-) -> Callable:
-    """``step(leaves, inner, grad_leaves, vector) -> (leaves, inner, vector)``, the same
-    signature as the optimizer's XLA step (``inner`` in the flat layout), to be jitted.
-    ``in_place=False`` writes the new parameters to new buffers: for programs where other
-    operations read the parameters too (XLA would otherwise copy them first)."""
-
-    def step(leaves, inner, grad_leaves, vector):
-        hyper = unpack(vector)
-        out, new_inner = list(leaves), {}
-        for g, idx in enumerate(group_indices):
-            new_params, new_inner[g] = group_update(
-                kind, [leaves[i] for i in idx], [grad_leaves[i] for i in idx], inner[g],
-                hyper[g], statics[g], in_place,
-            )  # fmt: skip
-            for i, p in zip(idx, new_params, strict=True):
-                out[i] = p
-        return out, new_inner, vector
-
-    return step
+def buffer_fields(kind: str, statics: Mapping[str, Any]) -> tuple[str, ...]:
+    """The state fields the kernel updates, in the order it takes them."""
+    if kind == "sgd":
+        return ("momentum_buffer",)
+    return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if statics["amsgrad"] else ())

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from .._grouped import GroupedState, _is_number, grouped_with_frozen
-from . import _fused, _programs, _trees
+from . import _engines, _fused, _placement, _programs, _trees
+from ._hyper import HyperVector
 from ._param_group import ParamGroup
 
 
@@ -75,99 +76,127 @@ class Optimizer:
         kwargs = {g: self._factory_kwargs(v) for g, v in enumerate(values)}
         return grouped_with_frozen(type(self)._factory, labels, kwargs, {}, frozen or {})
 
-    def _zero_decay_groups(self) -> dict[int, set[str]]:
-        """Groups whose weight decay is exactly 0 now: the fast variant skips the term."""
+    def _zero_decay_groups(self) -> set[int]:
+        """XLA-engine groups whose weight decay is exactly 0 now: the fast rule skips the
+        term."""
+        if "weight_decay" not in self._hyperparameter_names:
+            return set()
         return {
-            g: {"weight_decay"}
-            for g, pg in enumerate(self.param_groups)
-            if "weight_decay" in self._hyperparameter_names and pg._values["weight_decay"] == 0
+            g
+            for g, (pg, e) in enumerate(zip(self.param_groups, self._engines, strict=True))
+            if e.name == "xla" and pg._values["weight_decay"] == 0
         }
 
-    def _build(self, previous: GroupedState | None) -> None:
-        """(Re)build the transform, its state and the jitted step; keep ``previous`` inner states
+    def _build(self, previous: Mapping[int, Any] | None) -> None:
+        """(Re)build the transform, the groups' engines, their state and the hyperparameter
+        vector; keep the ``previous`` per-group states (the transform's layout) where given
         (all groups' when the structure allows, else an error)."""
         self._group_indices = _trees.group_leaf_indices(self._params, self._group_trees)
         leaves, self._treedef = jax.tree_util.tree_flatten(self._params)
-        self._leaves = leaves  # what the jitted step takes and returns (a list: cheap to pass)
+        self._leaves = leaves  # what the jitted programs take and return (a list: cheap to pass)
         self._dict_tree = _trees.DictLayout.of(self._params)  # reads grads fast, if it applies
         self._signature = [(p.shape, p.dtype) for p in leaves]
-        self.tx = self._transform([pg._values for pg in self.param_groups])
-        # Shapes first: the fast path allocates its flat state directly (no per-leaf copy).
-        state = jax.eval_shape(self.tx.init, self._params)
-        inner = dict(state.inner)
-        kept: set[int] = set()
+        values = [pg._values for pg in self.param_groups]
+        self.tx = self._transform(values)
+        # Shapes only: each engine allocates its own state, placed like the parameters.
+        shapes = jax.eval_shape(self.tx.init, self._params)
         if previous is not None:
-            for g, old in previous.inner.items():
-                if jax.tree.structure(old) != jax.tree.structure(inner[g]):
+            for g, old in previous.items():
+                if jax.tree.structure(old) != jax.tree.structure(shapes.inner[g]):
                     raise ValueError(
                         f"this change to param_groups[{g}] alters the optimizer state's layout "
                         f"(e.g. amsgrad or centered switched); build a new optimizer instead"
                     )
-                inner[g] = old
-                kept.add(g)
-        # The jitted step donates params and the optimizer buffers; the numeric hyperparameters
-        # of all groups travel as one small vector built from the host mirror, re-uploaded only
-        # after a write (one transfer, never a recompile).
-        self._layout = {
+        layout = {
             g: {k: (tuple(x is not None for x in v) if isinstance(v, tuple) else None)
                 for k, v in hyper.items()}
-            for g, hyper in state.hyperparams.items()
+            for g, hyper in shapes.hyperparams.items()
         }  # fmt: skip
-        self._hyper_dtype = np.dtype(jnp.result_type(float))  # looked up once: it is slow
+        factory = type(self)._factory
+        self._engines = [
+            _engines.choose(
+                factory, g, self._factory_kwargs(values[g]), values[g],
+                [leaves[i] for i in idx], shapes.inner[g], layout[g], self._hyperparameter_names,
+            )
+            for g, idx in enumerate(self._group_indices)
+        ]  # fmt: skip
+        derive = [
+            _fused.derive(e._kind) if isinstance(e, _engines.KernelEngine) else None
+            for e in self._engines
+        ]
+        # The numeric hyperparameters of all groups travel as one small vector built from the
+        # host mirror, re-uploaded only after a write (one transfer, never a recompile).
+        self._vector = HyperVector(layout, values, derive, _placement.replicated(leaves[0]))
+        self._inner = {
+            g: e.init() if previous is None or g not in previous else e.from_tree(previous[g])
+            for g, e in enumerate(self._engines)
+        }
         self._programs: dict[Any, _programs.Programs] = {}  # entry point -> its jitted rules
-        self._refresh_host_vector()
-        # On the CPU, SGD/Adam/AdamW run one-pass kernels instead (see _fused); their state
-        # keeps each per-parameter quantity of a group as one flat buffer.
-        group_leaves = [[leaves[i] for i in idx] for idx in self._group_indices]
-        group_values = [pg._values for pg in self.param_groups]
-        self._fused = _fused.applies(
-            type(self)._factory, group_values, group_leaves, self._layout,
-            self._hyperparameter_names,
-        )  # fmt: skip
-        if self._fused:
-            self._inner = {
-                g: _fused.to_flat(s) if g in kept else _fused.flat_zeros(s)
-                for g, s in inner.items()
-            }
-            layout = self._layout
-            self._updates: Callable[[bool], tuple[Callable, Callable | None]] = lambda in_place: (
-                _fused.raw_step(
-                    _fused.kind_of(type(self)._factory), self._group_indices, group_values,
-                    lambda vector: _programs.unpack(vector, layout), in_place,
-                ),
-                None,
-            )  # fmt: skip
-            return
         # Two update rules: the general one (every numeric value read at run time) and, when
-        # some group's weight decay is exactly 0, one that skips that term (a coupled decay term
-        # makes XLA read the parameters in two more passes: +12-17% per Adam step even at 0).
-        fresh = self.tx.init(self._params).inner if len(kept) < len(inner) else {}
-        self._inner = {g: s if g in kept else fresh[g] for g, s in inner.items()}
+        # some XLA group's weight decay is exactly 0, one that skips that term (a coupled decay
+        # term makes XLA read the parameters in two more passes: +12-17% per Adam step even at
+        # 0; the kernels skip it at run time).
         self._fast_pattern = self._zero_decay_groups()
-        fast_tx = (
-            self._transform([pg._values for pg in self.param_groups], self._fast_pattern)
-            if self._fast_pattern
-            else None
-        )
-        rules = tuple(
-            tx and _programs.xla_update(tx, self._treedef, self._layout)
-            for tx in (self.tx, fast_tx)
-        )
-        self._updates = lambda in_place: rules
 
-    def _run(
-        self, key: Any, entry: Callable[[Callable], Callable], args: tuple, in_place: bool = True
-    ) -> Any:
-        """Run entry point ``key`` (jitted from ``entry`` at its first call after a build).
+    def _rules(self, in_place: bool) -> tuple[_programs.Update, _programs.Update | None]:
+        rule = functools.partial(
+            _programs.engine_update, self._engines, self._group_indices, self._vector.unpack,
+            in_place,
+        )  # fmt: skip
+        return rule(frozenset()), (rule(frozenset(self._fast_pattern)) if self._fast_pattern
+                                   else None)  # fmt: skip
+
+    def _programs_for(
+        self, key: Any, entry: Callable[[Callable], Callable], in_place: bool
+    ) -> _programs.Programs:
+        """Entry point ``key``'s programs (jitted from ``entry`` at first use after a build).
         ``in_place=False``: the kernels write new parameter buffers and the parameters are not
         donated (for programs where other operations read them too)."""
         programs = self._programs.get(key)
         if programs is None:
-            donate = (0, 1) if in_place or not self._fused else (1,)
+            kernels = any(e.name == "kernel" for e in self._engines)
+            donate = (0, 1) if in_place or not kernels else (1,)
             programs = self._programs[key] = _programs.Programs(
-                entry, *self._updates(in_place), donate
+                entry, *self._rules(in_place), donate
             )
-        return programs.run(args, lambda: self._zero_decay_groups() == self._fast_pattern)
+        return programs
+
+    def _use_fast(self) -> bool:
+        return self._zero_decay_groups() == self._fast_pattern
+
+    def _run(
+        self, key: Any, entry: Callable[[Callable], Callable], args: tuple, in_place: bool = True
+    ) -> Any:
+        """Run entry point ``key`` on ``args``."""
+        return self._programs_for(key, entry, in_place).run(args, self._use_fast)
+
+    def _step_entry(self) -> tuple[str, Callable[[Callable], Callable]]:
+        signature, mismatch = self._signature, self._mismatch
+        return "step", lambda update: _programs.checked_step(update, signature, mismatch)
+
+    def _grad_leaves(self, grads: Any) -> list[Any]:
+        """``grads``' leaves in the parameters' order (structure checked here, leaves when the
+        step is traced)."""
+        grad_leaves = None if self._dict_tree is None else self._dict_tree.leaves(grads)
+        if grad_leaves is None:
+            grad_leaves, treedef = jax.tree_util.tree_flatten(grads)
+            if treedef != self._treedef:
+                raise self._mismatch(grads)
+        return grad_leaves
+
+    def lower_step(self, grads: Any) -> Any:
+        """The program ``step(grads)`` would run, lowered (``jax.stages.Lowered``): inspect its
+        HLO (``.as_text()``, ``.compile().as_text()``) or its cost.  Runs nothing."""
+        self._sync()
+        args = (self._leaves, self._inner, self._grad_leaves(grads), self._vector.current())
+        return self._programs_for(*self._step_entry(), True).lower(args, self._use_fast)
+
+    def engine_info(self) -> list[_engines.EngineInfo]:
+        """For each parameter group, which engine runs its update and why: ``"kernel"`` (the
+        one-pass CPU kernels, on each device's shards) or ``"xla"`` (the functional transform
+        under XLA), with the reason and the number of devices the group spans."""
+        self._sync()
+        return [e.info for e in self._engines]
 
     def _mismatch(self, grads: Any) -> ValueError:
         """The error for ``grads`` (a tree, or a list of leaves in the parameters' order) that
@@ -191,31 +220,34 @@ class Optimizer:
         problem = _trees.first_mismatch(self._params, new)
         if problem is not None:
             raise ValueError(f"new params do not match the optimizer's: {problem}")
-        self._params = jax.tree.map(lambda x: jnp.array(x, copy=True), new)
-        self._leaves = self._treedef.flatten_up_to(self._params)
+        # Copies placed where the current parameters are (their shardings are the state's).
+        self._leaves = [
+            _placement.put(x, old.sharding if old.committed else None)
+            for x, old in zip(self._treedef.flatten_up_to(new), self._leaves, strict=True)
+        ]
+        self._params = self._treedef.unflatten(self._leaves)
 
     @property
     def opt_state(self) -> GroupedState:
         """The :func:`jaxsched.grouped` state: the buffers and the groups' numeric
         hyperparameters (as arrays built from ``param_groups``)."""
         self._sync()
-        vector = self._hyperparams()
-        return GroupedState(self._tree_inner(), _programs.unpack(vector, self._layout))
+        hyper = self._vector.unpack(self._vector.current())[0]
+        return GroupedState(self._tree_inner(), hyper)
 
     @opt_state.setter
     def opt_state(self, state: GroupedState) -> None:
-        """Adopt a state produced outside (e.g. by your own jitted train step); the groups'
-        numeric hyperparameters are read back from it (one device-to-host transfer)."""
+        """Adopt a state produced outside (e.g. by your own jitted train step), placed like the
+        parameters; the groups' numeric hyperparameters are read back from it (one
+        device-to-host transfer)."""
         self._sync()
-        # The structure alone (traced, not computed: the fast path would copy its flat state).
+        # The structure alone (traced, not computed: the kernel engine would copy its state).
         expected = GroupedState(
-            jax.eval_shape(self._tree_inner), _programs.unpack(self._hyperparams(), self._layout)
+            jax.eval_shape(self._tree_inner), self._vector.unpack(self._vector.current())[0]
         )
         if jax.tree.structure(state) != jax.tree.structure(expected):
             raise ValueError("opt_state must have the structure of optimizer.opt_state")
-        self._inner = dict(state.inner)
-        if self._fused:
-            self._inner = {g: _fused.to_flat(v) for g, v in self._inner.items()}
+        self._inner = {g: e.from_tree(state.inner[g]) for g, e in enumerate(self._engines)}
         for g, hyper in state.hyperparams.items():
             for name, value in hyper.items():
                 old = self.param_groups[g]._values[name]
@@ -234,17 +266,11 @@ class Optimizer:
         if closure is not None:
             raise ValueError("closure is not supported: compute the gradients and pass them")
         # Leaf shapes and dtypes are checked when the step is traced (checked_step).
-        grad_leaves = None if self._dict_tree is None else self._dict_tree.leaves(grads)
-        if grad_leaves is None:
-            grad_leaves, treedef = jax.tree_util.tree_flatten(grads)
-            if treedef != self._treedef:
-                raise self._mismatch(grads)
+        grad_leaves = self._grad_leaves(grads)
         self._sync()
-        args = (self._leaves, self._inner, grad_leaves, self._hyperparams())
-        signature, mismatch = self._signature, self._mismatch
-        leaves, self._inner, self._hyper_cache = self._run(
-            "step", lambda update: _programs.checked_step(update, signature, mismatch), args
-        )
+        args = (self._leaves, self._inner, grad_leaves, self._vector.current())
+        leaves, self._inner, vector = self._run(*self._step_entry(), args)
+        self._vector.returned(vector)
         self._store(leaves)
         return self._params
 
@@ -265,18 +291,30 @@ class Optimizer:
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
         has_aux = bool(has_aux)
 
+        key = ("train", loss_fn, has_aux)
+
+        def entry(update: Callable) -> Callable:
+            return _programs.train_step(update, loss_fn, has_aux, self._treedef)
+
         def train_step(*args: Any, **kwargs: Any) -> Any:
             self._sync()
-            treedef = self._treedef
-            leaves, self._inner, self._hyper_cache, out = self._run(
-                ("train", loss_fn, has_aux),
-                lambda update: _programs.train_step(update, loss_fn, has_aux, treedef),
-                (self._leaves, self._inner, self._hyperparams(), args, kwargs),
+            leaves, self._inner, vector, out = self._run(
+                key,
+                entry,
+                (self._leaves, self._inner, self._vector.current(), args, kwargs),
                 in_place=False,  # the loss reads the parameters too
             )
+            self._vector.returned(vector)
             self._store(leaves)
             return out
 
+        def lower(*args: Any, **kwargs: Any) -> Any:
+            """The program ``train_step(*args, **kwargs)`` would run, lowered."""
+            self._sync()
+            full = (self._leaves, self._inner, self._vector.current(), args, kwargs)
+            return self._programs_for(key, entry, False).lower(full, self._use_fast)
+
+        train_step.lower = lower  # type: ignore[attr-defined]
         return train_step
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -294,7 +332,7 @@ class Optimizer:
         values = self._values(param_group)
         type(self)._factory(**self._factory_kwargs(values))
         self._sync()
-        previous = self.opt_state
+        previous = self._tree_inner()
         self._params = jax.tree.map(lambda x: jnp.array(x, copy=True), union)
         self._group_trees.append(param_group["params"])
         self.param_groups.append(ParamGroup(self, len(self.param_groups), values))
@@ -322,13 +360,8 @@ class Optimizer:
     # -- internals ------------------------------------------------------------------------------
 
     def _tree_inner(self) -> dict[int, Any]:
-        """The groups' transform states over their leaves (the fast path keeps flat buffers)."""
-        if not self._fused:
-            return dict(self._inner)
-        return {
-            g: _fused.to_tree(state, [self._signature[i][0] for i in self._group_indices[g]])
-            for g, state in self._inner.items()
-        }
+        """The groups' states in the transform's layout (each leaf placed like its parameter)."""
+        return {g: e.to_tree(self._inner[g]) for g, e in enumerate(self._engines)}
 
     def _store(self, leaves: list[jax.Array]) -> None:
         """Adopt the leaves a step returned."""
@@ -348,15 +381,10 @@ class Optimizer:
         at the next step (possibly by rebuilding the transform)."""
         if key not in self._hyperparameter_names:
             return
-        value = self.param_groups[g]._values[key]
-        slot = self._slots.get((g, key))
-        if slot is not None and slot[1] is None and type(value) in (float, int):
-            if self._hyper_host[slot[0]] != value:  # rewriting the same value costs nothing
-                self._hyper_host[slot[0]] = value
-                self._hyper_cache = None
-                if key == "weight_decay":  # the zero-decay programs may no longer apply
-                    for programs in self._programs.values():
-                        programs.forget()
+        if self._vector.write(g, key, self.param_groups[g]._values[key]):
+            if key == "weight_decay":  # the zero-decay programs may no longer apply
+                for programs in self._programs.values():
+                    programs.forget()
         else:
             self._dirty.add((g, key))
 
@@ -369,36 +397,17 @@ class Optimizer:
         rebuild = False
         for g, key in dirty:
             value = self.param_groups[g]._values[key]
-            layout = self._layout[g]
+            layout = self._vector.layout[g]
             if key not in layout or _layout_of(value) != layout[key]:
                 rebuild = True  # a structural value (bool, schedule) or a changed shape
         if rebuild:
             for pg in self.param_groups:
                 type(self)._factory(**self._factory_kwargs(pg._values))
-            self._build(GroupedState(self._tree_inner(), {}))
-
-    def _hyperparams(self) -> jax.Array | np.ndarray:
-        """Every group's numeric hyperparameters, flattened in ``_layout`` order into one
-        vector (the last argument of the jitted step): a fresh numpy array after a write (the
-        jitted call uploads it, ~4 us), else the device copy the last step returned."""
-        if self._hyper_cache is None:
-            self._hyper_cache = self._hyper_host.copy()  # the upload must not see later writes
-        return self._hyper_cache
+            self._build(self._tree_inner())
 
     def _refresh_host_vector(self) -> None:
-        """Rebuild the host vector (and the slot of every key) from the group values."""
-        values: list[float] = []
-        self._slots = {}
-        for g, layout in self._layout.items():
-            for key, mask in layout.items():
-                self._slots[(g, key)] = (len(values), mask)
-                value = self.param_groups[g]._values[key]
-                if mask is None:
-                    values.append(float(value))
-                else:
-                    values.extend(float(v) for v, m in zip(value, mask, strict=True) if m)
-        self._hyper_host = np.asarray(values, self._hyper_dtype)
-        self._hyper_cache = None
+        """Rebuild the host vector from the group values; decide programs again."""
+        self._vector.refresh()
         for programs in self._programs.values():
             programs.forget()
 

@@ -16,26 +16,36 @@ them in place):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import optax
-
-from .._grouped import GroupedState
 
 Update = Callable[..., tuple[Any, Any, Any]]
 
 
-def xla_update(tx: Any, treedef: Any, layout: Mapping[int, Mapping[str, Any]]) -> Update:
-    """The update rule of the optax transform ``tx`` (a ``jaxsched.grouped`` one) under XLA."""
+def engine_update(
+    engines: Sequence[Any],
+    group_indices: Sequence[Sequence[int]],
+    unpack: Callable[[Any], tuple[dict, dict]],
+    in_place: bool,
+    zero_decay: frozenset[int],
+) -> Update:
+    """The update rule over all groups, each by its engine (``_engines``); ``zero_decay``: the
+    groups whose weight-decay term is left out (their decay is exactly 0)."""
 
     def update(leaves, inner, grad_leaves, vector):
-        params, grads = treedef.unflatten(leaves), treedef.unflatten(grad_leaves)
-        updates, state = tx.update(grads, GroupedState(inner, unpack(vector, layout)), params)
+        hyper, derived = unpack(vector)
+        out, new_inner = list(leaves), {}
+        for g, (engine, idx) in enumerate(zip(engines, group_indices, strict=True)):
+            new_params, new_inner[g] = engine.update(
+                [leaves[i] for i in idx], [grad_leaves[i] for i in idx], inner[g], hyper[g],
+                derived[g], in_place=in_place, zero_decay=g in zero_decay,
+            )  # fmt: skip
+            for i, p in zip(idx, new_params, strict=True):
+                out[i] = p
         # The vector comes back as a device array, reused until the next write.
-        new_leaves = treedef.flatten_up_to(optax.apply_updates(params, updates))
-        return new_leaves, state.inner, vector
+        return out, new_inner, vector
 
     return update
 
@@ -75,6 +85,11 @@ class Programs:
             # gradients, a smaller last batch): jit traces them, and checks or compiles.
             return self.general(*args)
 
+    def lower(self, args: tuple, use_fast: Callable[[], bool]) -> Any:
+        """The ``jax.stages.Lowered`` program that :meth:`run` would run on ``args``."""
+        program = self.fast if self.fast is not None and use_fast() else self.general
+        return program.lower(*args)
+
     def forget(self) -> None:
         """A hyperparameter was written: decide again at the next run."""
         self.choice = None
@@ -113,25 +128,3 @@ def train_step(update: Update, loss_fn: Callable, has_aux: bool, treedef: Any) -
         return new_leaves, inner, vector, out
 
     return step
-
-
-def unpack(vector: jax.Array, layout: Mapping[int, Mapping[str, Any]]) -> dict:
-    """Inverse of ``Optimizer._hyperparams``: ``{group: {name: scalar or tuple}}``.
-
-    (Passing the lr as a Python-float argument instead was measured and dropped: ~4-5 us per
-    float on every step, against ~10-20 us to upload the vector only after a write.)"""
-    out: dict[int, dict[str, Any]] = {}
-    i = 0
-    for g, names in layout.items():
-        out[g] = {}
-        for key, mask in names.items():
-            if mask is None:
-                out[g][key] = vector[i]
-                i += 1
-            else:
-                items = []
-                for m in mask:
-                    items.append(vector[i] if m else None)
-                    i += int(m)
-                out[g][key] = tuple(items)
-    return out

@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import jax.numpy as jnp
+import jax
 import numpy as np
-
-from .._grouped import GroupedState
 
 if TYPE_CHECKING:
     from ._optimizer import Optimizer
@@ -42,7 +40,7 @@ def _plain(value: Any) -> Any:
 
 
 def to_torch_layout(opt: Optimizer) -> dict[str, Any]:
-    state: GroupedState = opt.opt_state
+    state = opt.opt_state
     out: dict[int, dict[str, Any]] = {}
     groups = []
     first = 0
@@ -72,7 +70,8 @@ def to_torch_layout(opt: Optimizer) -> dict[str, Any]:
 
 
 def from_torch_layout(opt: Optimizer, state_dict: Mapping[str, Any]) -> None:
-    """Validate everything first, then replace; on error the optimizer is unchanged."""
+    """Validate everything first, then replace; on error the optimizer is unchanged.  The
+    loaded arrays go from the host straight to the parameters' devices and shardings."""
     saved_groups = list(state_dict["param_groups"])
     saved_state = state_dict["state"]
     if len(saved_groups) != len(opt.param_groups):
@@ -86,31 +85,37 @@ def from_torch_layout(opt: Optimizer, state_dict: Mapping[str, Any]) -> None:
     values = [{k: _plain(v) for k, v in s.items() if k != "params"} for s in saved_groups]
     for v in values:
         type(opt)._factory(**opt._factory_kwargs(v))
-    template = opt._transform(values).init(opt.params)
-    inner = {}
+    shapes = jax.eval_shape(opt._transform(values).init, opt.params).inner
+    loaded = {}
     for g, saved in enumerate(saved_groups):
         entries = [saved_state.get(pid, saved_state.get(str(pid), {})) for pid in saved["params"]]
-        inner[g] = _inner_state(opt, template.inner[g], entries, saved["params"])
+        loaded[g] = _loaded_fields(opt, shapes[g], entries, saved["params"])
+    # Everything checked: replace.  A fresh build makes the state torch would create lazily
+    # for what the state dict does not hold; the loaded entries replace the rest.
     for group, v in zip(opt.param_groups, values, strict=True):
         group._values = v
     opt._dirty.clear()
-    opt._build(GroupedState(inner, template.hyperparams))
+    opt._build(None)
+    fresh = opt._tree_inner()
+    opt._build({g: _overlay(fresh[g], loaded[g]) for g in fresh})
 
 
-def _inner_state(opt: Optimizer, template: Any, entries: list[Mapping], ids: list) -> Any:
-    fields = {}
+def _loaded_fields(opt: Optimizer, shapes: Any, entries: list[Mapping], ids: list) -> dict:
+    """``{field: value}`` read from the saved entries of one group as host arrays (a list
+    field: ``{position: array}``), checked against the state's ``shapes``."""
+    fields: dict[str, Any] = {}
     with_state = [e for e in entries if e]
-    for field in template._fields:
-        old = getattr(template, field)
+    for field in shapes._fields:
+        old = getattr(shapes, field)
         if field == "count":
             if opt._has_step:
                 steps = [e["step"] for e in with_state if "step" in e]
                 count = int(_numpy(steps[0]).item()) if steps else 0
             else:  # SGD keeps no step: a saved buffer means "past the first step"
                 count = 1 if any(field_name in e for e in with_state for field_name in e) else 0
-            fields[field] = jnp.asarray(count, old.dtype)
+            fields[field] = np.asarray(count, old.dtype)
         elif isinstance(old, list):
-            leaves = list(old)
+            found = {}
             for j, (entry, pid) in enumerate(zip(entries, ids, strict=True)):
                 if field in entry and old[j] is not None:
                     array = _numpy(entry[field])
@@ -119,11 +124,24 @@ def _inner_state(opt: Optimizer, template: Any, entries: list[Mapping], ids: lis
                             f"loaded state dict has {field} of shape {array.shape} for "
                             f"parameter {pid}, expected {old[j].shape}"
                         )
-                    leaves[j] = jnp.asarray(array, old[j].dtype)
-            fields[field] = leaves
+                    found[j] = np.asarray(array, old[j].dtype)
+            fields[field] = found
         elif old is not None:
-            found = [e[field] for e in with_state if field in e]
-            fields[field] = jnp.asarray(_numpy(found[0]), old.dtype) if found else old
+            saved = [e[field] for e in with_state if field in e]
+            if saved:
+                fields[field] = np.asarray(_numpy(saved[0]), old.dtype)
+    return fields
+
+
+def _overlay(fresh: Any, loaded: Mapping[str, Any]) -> Any:
+    """A fresh group state with the loaded fields (host arrays) in place of its own."""
+    fields = {}
+    for field in fresh._fields:
+        value, new = getattr(fresh, field), loaded.get(field)
+        if isinstance(value, list) and isinstance(new, dict):
+            fields[field] = [new.get(j, x) for j, x in enumerate(value)]
+        elif new is not None and not isinstance(new, dict):
+            fields[field] = new
         else:
-            fields[field] = None
-    return type(template)(**fields)
+            fields[field] = value
+    return type(fresh)(**fields)

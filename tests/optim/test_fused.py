@@ -48,6 +48,11 @@ def groups(tree, fused=None):
     ]
 
 
+def engines(opt):
+    """The engines the optimizer's groups run on."""
+    return {info.engine for info in opt.engine_info()}
+
+
 def grads_at(step, tree):
     rng = np.random.default_rng(1000 + step)
     return jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape), p.dtype), tree)
@@ -57,8 +62,8 @@ def test_kernels_are_built_and_taken_by_default():
     assert _fused.kernels_available(), "the CPU kernels did not build or load"
     tree = make(jnp.float32)
     for cls in (optim.SGD, optim.Adam, optim.AdamW):
-        assert cls(groups(tree), lr=0.1)._fused
-        assert not cls(groups(tree, fused=False), lr=0.1)._fused
+        assert engines(cls(groups(tree), lr=0.1)) == {"kernel"}
+        assert engines(cls(groups(tree, fused=False), lr=0.1)) == {"xla"}
 
 
 @pytest.mark.parametrize(("cls", "kwargs"), CASES, ids=IDS)
@@ -66,7 +71,7 @@ def test_fast_path_matches_xla_path_and_torch(cls, kwargs, precision):
     dtype = jnp.float64 if precision == "float64" else jnp.float32
     tree = make(dtype)
     fast, slow = cls(groups(tree), **kwargs), cls(groups(tree, fused=False), **kwargs)
-    assert fast._fused and not slow._fused
+    assert engines(fast) == {"kernel"} and engines(slow) == {"xla"}
     twin = TorchTwin(
         getattr(torch.optim, cls.__name__),
         groups(jax.tree.map(np.asarray, tree)),
@@ -128,7 +133,7 @@ def test_switching_fused_off_mid_run_keeps_the_state(x64):
         pg["fused"] = False
     for step in range(3, 5):
         pa, pb = a.step(grads_at(step, tree)), b.step(grads_at(step, tree))
-    assert not a._fused
+    assert "kernel" not in engines(a)
     for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-12, atol=1e-12)
 
@@ -160,9 +165,11 @@ def test_two_optimizers_dispatched_back_to_back():
 
 
 @pytest.mark.parametrize(
-    "build",
+    ("build", "expected"),
     [
-        pytest.param(lambda t: optim.Adagrad(groups(t), lr=0.1), id="not-sgd-or-adam"),
+        pytest.param(
+            lambda t: optim.Adagrad(groups(t), lr=0.1), ["xla", "xla"], id="not-sgd-or-adam"
+        ),
         pytest.param(
             lambda t: optim.Adam(
                 [
@@ -174,20 +181,24 @@ def test_two_optimizers_dispatched_back_to_back():
                     },
                 ]
             ),
+            ["kernel", "xla"],  # engines are chosen per group
             id="bfloat16-group",
         ),
         pytest.param(
             lambda t: optim.SGD(
                 {"a": t["big"]["w"], "b": t["small"]["b"].astype(jnp.float16)}, lr=0.1
             ),
+            ["xla"],
             id="mixed-dtypes-in-a-group",
         ),
     ],
 )
-def test_falls_back_to_xla_where_the_kernels_do_not_apply(build):
+def test_falls_back_to_xla_where_the_kernels_do_not_apply(build, expected):
     tree = make(jnp.float32)
     opt = build(tree)
-    assert not opt._fused
+    info = opt.engine_info()
+    assert [i.engine for i in info] == expected
+    assert all(i.reason for i in info if i.engine == "xla"), info
     new = opt.step(jax.tree.map(jnp.ones_like, opt.params))
     assert all(np.isfinite(np.asarray(x, np.float32)).all() for x in jax.tree.leaves(new))
 
