@@ -27,6 +27,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from .._grouped import join_hyperparams, split_hyperparams
+from ..transforms._common import SplitFloat
 from . import _fused
 from ._placement import ShardLayout, like, place_tree, put
 
@@ -74,9 +75,23 @@ class XlaEngine:
             ]
 
         self._targets = type(template)(*(targets(v) for v in template))
+        self._vector_dtype = np.dtype(jnp.result_type(float))
         committed = [getattr(leaf, "committed", False) for leaf in leaves]
         self._placement = "all" if all(committed) else "some" if any(committed) else "none"
         self._leaves = leaves
+
+    def derive(self, values: Mapping[str, Any]) -> dict[str, float]:
+        """What the vector's rounding of each numeric value lost (``value - hi``, in double):
+        the update sees :class:`SplitFloat` hyperparameters, so ``1 - beta2`` is computed as
+        torch computes it from the Python float."""
+        out = {}
+        for key, value in self._dynamic.items():
+            items = value if isinstance(value, tuple) else (value,)
+            held = values[key] if isinstance(value, tuple) else (values[key],)
+            for i, (x, v) in enumerate(zip(items, held, strict=True)):
+                if x is not None:
+                    out[f"{key}[{i}]"] = float(v) - float(np.asarray(v, self._vector_dtype))
+        return out
 
     def init(self) -> Any:
         tx = self._factory(**join_hyperparams(self._dynamic, self._statics))
@@ -94,13 +109,20 @@ class XlaEngine:
         return state
 
     def update(self, params, grads, state, hyper, derived, *, in_place, zero_decay):
-        del derived, in_place  # XLA decides where the new parameters go
+        del in_place  # XLA decides where the new parameters go
         statics = dict(self._statics)
+        held = {}
+        for key, value in hyper.items():
+            if isinstance(value, tuple):
+                held[key] = tuple(
+                    None if x is None else SplitFloat(x, derived[f"{key}[{i}]"])
+                    for i, x in enumerate(value)
+                )
+            else:
+                held[key] = SplitFloat(value, derived[f"{key}[0]"])
         if zero_decay:
-            held = {k: v for k, v in hyper.items() if k != "weight_decay"}
+            del held["weight_decay"]
             statics["weight_decay"] = self._kwargs["weight_decay"]
-        else:
-            held = hyper
         tx = self._factory(**join_hyperparams(held, statics))
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
@@ -126,6 +148,9 @@ class KernelEngine:
         if layout.mesh is not None:
             self._split, self._join = _shard_converters(layout)
 
+    def derive(self, values: Mapping[str, Any]) -> dict[str, float]:
+        return _fused.derive(self._kind)(values)
+
     # -- state layouts ----------------------------------------------------------------------
 
     def init(self) -> Any:
@@ -134,7 +159,9 @@ class KernelEngine:
             *(
                 layout.flat_zeros(v[0].dtype)
                 if _is_leaf_list(v)
-                else None if v is None else layout.scalar(np.zeros(v.shape), v.dtype)
+                else None
+                if v is None
+                else layout.scalar(np.zeros(v.shape), v.dtype)
                 for v in self._template
             )
         )

@@ -9,10 +9,11 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from .._grouped import GroupedState, _is_number, grouped_with_frozen
-from . import _engines, _fused, _placement, _programs, _trees
+from . import _engines, _placement, _programs, _trees
 from ._hyper import HyperVector
 from ._param_group import ParamGroup
 
@@ -120,10 +121,7 @@ class Optimizer:
             )
             for g, idx in enumerate(self._group_indices)
         ]  # fmt: skip
-        derive = [
-            _fused.derive(e._kind) if isinstance(e, _engines.KernelEngine) else None
-            for e in self._engines
-        ]
+        derive = [e.derive for e in self._engines]
         # The numeric hyperparameters of all groups travel as one small vector built from the
         # host mirror, re-uploaded only after a write (one transfer, never a recompile).
         self._vector = HyperVector(layout, values, derive, _placement.replicated(leaves[0]))
@@ -253,9 +251,9 @@ class Optimizer:
                 old = self.param_groups[g]._values[name]
                 if isinstance(value, tuple):
                     pairs = zip(value, old, strict=True)
-                    value = tuple(o if v is None else float(v) for v, o in pairs)
+                    value = tuple(o if v is None else _read_back(v, o) for v, o in pairs)
                 else:
-                    value = float(value)
+                    value = _read_back(value, old)
                 self.param_groups[g]._values[name] = value
         self._refresh_host_vector()
 
@@ -410,6 +408,16 @@ class Optimizer:
         self._vector.refresh()
         for programs in self._programs.values():
             programs.forget()
+
+
+def _read_back(value: Any, old: Any) -> float:
+    """A hyperparameter read back from an array: the current Python value when the array holds
+    its rounding (an unchanged value round-trips exactly), else the array's value."""
+    number = float(value)
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and _is_number(old) and float(np.asarray(old, dtype)) == number:
+        return old
+    return number
 
 
 def _layout_of(value: Any) -> tuple[bool, ...] | str | None:

@@ -138,9 +138,7 @@ class ShardLayout:
         )
 
 
-def _local_shape(
-    shape: Sequence[int], spec: PartitionSpec, mesh: Mesh
-) -> tuple[int, ...] | None:
+def _local_shape(shape: Sequence[int], spec: PartitionSpec, mesh: Mesh) -> tuple[int, ...] | None:
     out = []
     for i, size in enumerate(shape):
         entry = spec[i] if i < len(spec) else None

@@ -17,6 +17,7 @@ from ._common import (
     check_flags,
     check_lr,
     check_weight_decay,
+    complement,
     compute_dtype,
     is_zero,
     map_leaves,
@@ -121,9 +122,8 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, flag
     def update_fn(grads, state, params=None):
         count = state.count
         t = count + 1
-        lr_t, b1, b2, eps_t, wd_t = (
-            value_at(h, count) for h in (lr, beta1, beta2, eps, weight_decay)
-        )
+        lr_t, b2, eps_t, wd_t = (value_at(h, count) for h in (lr, beta2, eps, weight_decay))
+        b1c, b2c = complement(beta1, count), complement(beta2, count)
         if decay:
             need_params(name, params)
         step_size = lr_t / one_minus_pow(beta1, t)
@@ -134,7 +134,7 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, flag
             c = lambda x: cast(x, dtype)  # noqa: E731
             g, shrink, m_new, v_new = adam_moments(
                 g, p, m, v, dtype, maximize=maximize, decay=decay, decoupled=decoupled,
-                lr=lr_t, wd=wd_t, b1=b1, b2=b2,
+                lr=lr_t, wd=wd_t, b2=b2, b1c=b1c, b2c=b2c,
             )  # fmt: skip
             vhat = v_new
             vmax_new = None

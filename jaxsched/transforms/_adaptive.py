@@ -17,6 +17,7 @@ from ._common import (
     check_flags,
     check_lr,
     check_weight_decay,
+    complement,
     compute_dtype,
     is_zero,
     map_leaves,
@@ -133,6 +134,7 @@ def adadelta(
     def update_fn(grads, state, params=None):
         count = state.count
         lr_t, rho_t, eps_t, wd_t = (value_at(h, count) for h in (lr, rho, eps, weight_decay))
+        rho_c = complement(rho, count)
         if decay:
             need_params("adadelta", params)
 
@@ -140,9 +142,9 @@ def adadelta(
             dtype = compute_dtype(g)
             g = signed_grad(g, p, wd_t, decay, maximize, dtype)
             e, r = cast(eps_t, dtype), cast(rho_t, dtype)
-            v_new = cast(v, dtype) * r + g * g * cast(1 - rho_t, dtype)
+            v_new = cast(v, dtype) * r + g * g * cast(rho_c, dtype)
             delta = jnp.sqrt(cast(u, dtype) + e) / jnp.sqrt(v_new + e) * g
-            u_new = cast(u, dtype) * r + delta * delta * cast(1 - rho_t, dtype)
+            u_new = cast(u, dtype) * r + delta * delta * cast(rho_c, dtype)
             update = cast(-lr_t, dtype) * delta
             return update.astype(g.dtype), v_new.astype(v.dtype), u_new.astype(u.dtype)
 
@@ -194,9 +196,8 @@ def adamax(
 
     def update_fn(grads, state, params=None):
         count = state.count
-        lr_t, b1, b2, eps_t, wd_t = (
-            value_at(h, count) for h in (lr, beta1, beta2, eps, weight_decay)
-        )
+        lr_t, b2, eps_t, wd_t = (value_at(h, count) for h in (lr, beta2, eps, weight_decay))
+        b1c = complement(beta1, count)
         if decay:
             need_params("adamax", params)
         clr = lr_t / one_minus_pow(beta1, count + 1)
@@ -204,7 +205,7 @@ def adamax(
         def leaf(g, p, m, u):
             dtype = compute_dtype(g)
             g = signed_grad(g, p, wd_t, decay, maximize, dtype)
-            m_new = cast(m, dtype) + (g - cast(m, dtype)) * cast(1 - b1, dtype)
+            m_new = cast(m, dtype) + (g - cast(m, dtype)) * cast(b1c, dtype)
             u_new = jnp.maximum(cast(u, dtype) * cast(b2, dtype), jnp.abs(g) + cast(eps_t, dtype))
             update = cast(-clr, dtype) * (m_new / u_new)
             return update.astype(g.dtype), m_new.astype(m.dtype), u_new.astype(u.dtype)
@@ -274,16 +275,17 @@ def rmsprop(
         lr_t, a_t, eps_t, wd_t, mom_t = (
             value_at(h, count) for h in (lr, alpha, eps, weight_decay, momentum)
         )
+        a_c = complement(alpha, count)
         if decay:
             need_params("rmsprop", params)
 
         def leaf(g, p, v, ga, buf):
             dtype = compute_dtype(g)
             g = signed_grad(g, p, wd_t, decay, maximize, dtype)
-            v_new = cast(v, dtype) * cast(a_t, dtype) + g * g * cast(1 - a_t, dtype)
+            v_new = cast(v, dtype) * cast(a_t, dtype) + g * g * cast(a_c, dtype)
             ga_new = None
             if centered:
-                ga_new = cast(ga, dtype) + (g - cast(ga, dtype)) * cast(1 - a_t, dtype)
+                ga_new = cast(ga, dtype) + (g - cast(ga, dtype)) * cast(a_c, dtype)
                 avg = jnp.sqrt(v_new - ga_new * ga_new) + cast(eps_t, dtype)
                 ga_new = ga_new.astype(ga.dtype)
             else:

@@ -7,6 +7,7 @@ run only on concrete values, so that the same factory works when JAX re-builds i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any, TypeAlias
@@ -15,12 +16,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-Hyperparam: TypeAlias = float | jax.Array | Callable[[jax.Array], Any]
+
+@dataclasses.dataclass(frozen=True)
+class SplitFloat:
+    """A scalar hyperparameter known to more precision than its dtype holds: the value is
+    ``hi + lo`` with ``hi`` its rounding to the dtype (float32 without x64) and ``lo`` the
+    rest.  The stateful optimizers pass their traced hyperparameters so, from the double the
+    user wrote, so that :func:`complement` (``1 - beta2``) and :func:`one_minus_pow` are as
+    exact as with a Python float.  Everywhere else it counts as ``hi``."""
+
+    hi: jax.Array
+    lo: jax.Array
+
+    def log(self) -> jax.Array:
+        """``log(hi + lo)`` to first order in ``lo`` (``-inf`` at 0)."""
+        return jnp.log(self.hi) + jnp.where(self.hi == 0, 0.0, self.lo / self.hi)
+
+
+Hyperparam: TypeAlias = float | jax.Array | SplitFloat | Callable[[jax.Array], Any]
 
 
 def concrete(value: Any) -> float | None:
     """The Python float behind ``value``, or ``None`` for a schedule or a tracer."""
-    if callable(value) or isinstance(value, jax.core.Tracer):
+    if callable(value) or isinstance(value, (jax.core.Tracer, SplitFloat)):
         return None
     if isinstance(value, (np.ndarray, jax.Array)):
         if np.size(value) != 1:
@@ -80,7 +98,7 @@ def is_zero(value: Hyperparam) -> bool:
     ``optax.inject_hyperparams`` the same factory is called with concrete arrays at ``init`` and
     with tracers at ``update``, and both calls must agree.
     """
-    if callable(value) or isinstance(value, jax.Array):
+    if callable(value) or isinstance(value, (jax.Array, SplitFloat)):
         return False
     return concrete(value) == 0.0
 
@@ -101,9 +119,23 @@ def value_at(value: Hyperparam, count: jax.Array) -> float | jax.Array:
     number = concrete(value)
     if number is not None:
         return number
+    if isinstance(value, SplitFloat):
+        return value.hi
     if callable(value):
         value = value(count)
     return jnp.asarray(value, scalar_dtype())
+
+
+def complement(value: Hyperparam, count: jax.Array) -> float | jax.Array:
+    """``1 - value`` for the update after ``count`` updates, rounded once: in double for a
+    Python float (torch's arithmetic), as ``(1 - hi) - lo`` for a :class:`SplitFloat` (``1 - hi``
+    is exact for ``hi`` in [0.5, 1], where the subtraction cancels)."""
+    number = concrete(value)
+    if number is not None:
+        return 1.0 - number
+    if isinstance(value, SplitFloat):
+        return (1 - value.hi) - value.lo
+    return 1 - value_at(value, count)
 
 
 def cast(value: float | jax.Array, dtype: Any) -> jax.Array:
@@ -132,6 +164,8 @@ def one_minus_pow(beta: Hyperparam, t: jax.Array) -> jax.Array:
         if number == 0.0:
             return jnp.ones((), dtype)
         return -jnp.expm1(tf * math.log(number))
+    if isinstance(beta, SplitFloat):
+        return jnp.where(beta.hi == 0, 1.0, -jnp.expm1(tf * beta.log()))
     b = jnp.asarray(beta, dtype)
     return jnp.where(b == 0, 1.0, -jnp.expm1(tf * jnp.log(b)))
 
@@ -144,6 +178,8 @@ def pow_t(beta: Hyperparam, t: jax.Array) -> jax.Array:
         if number == 0.0:
             return jnp.zeros((), dtype)
         return jnp.exp(t.astype(dtype) * math.log(number))
+    if isinstance(beta, SplitFloat):
+        return jnp.where(beta.hi == 0, 0.0, jnp.exp(t.astype(dtype) * beta.log()))
     return jnp.power(jnp.asarray(beta, dtype), t.astype(dtype))
 
 
@@ -188,11 +224,12 @@ def signed_grad(g, p, wd, decay: bool, maximize: bool, dtype):
     return g + cast(wd, dtype) * cast(p, dtype) if decay else g
 
 
-def adam_moments(g, p, m, v, dtype, *, maximize, decay, decoupled, lr, wd, b1, b2):
+def adam_moments(g, p, m, v, dtype, *, maximize, decay, decoupled, lr, wd, b2, b1c, b2c):
     """The prologue Adam, NAdam and RAdam share, in torch's order: negate for ``maximize``;
     couple the weight decay into the gradient, or decouple it as ``p * (1 - lr * wd) - p``
-    (returned as ``shrink``, else ``None``); then both moments.  Returns
-    ``(g, shrink, m_new, v_new)`` in ``dtype``."""
+    (returned as ``shrink``, else ``None``); then both moments (``b1c``, ``b2c``: ``1 - beta1``
+    and ``1 - beta2`` from :func:`complement`).  Returns ``(g, shrink, m_new, v_new)`` in
+    ``dtype``."""
     c = lambda x: cast(x, dtype)  # noqa: E731
     shrink = None
     if decay and decoupled:
@@ -202,6 +239,6 @@ def adam_moments(g, p, m, v, dtype, *, maximize, decay, decoupled, lr, wd, b1, b
         shrink = p * c(1 - lr * wd) - p
     else:
         g = signed_grad(g, p, wd, decay, maximize, dtype)
-    m_new = c(m) + (g - c(m)) * c(1 - b1)
-    v_new = c(v) * c(b2) + g * g * c(1 - b2)
+    m_new = c(m) + (g - c(m)) * c(b1c)
+    v_new = c(v) * c(b2) + g * g * c(b2c)
     return g, shrink, m_new, v_new

@@ -18,6 +18,7 @@ from ._common import (
     check_flags,
     check_lr,
     check_weight_decay,
+    complement,
     compute_dtype,
     is_zero,
     map_leaves,
@@ -89,6 +90,7 @@ def nadam(
         lr_t, b1, b2, eps_t, wd_t, psi = (
             value_at(h, count) for h in (lr, beta1, beta2, eps, weight_decay, momentum_decay)
         )
+        b1c, b2c = complement(beta1, count), complement(beta2, count)
         if decay:
             need_params("nadam", params)
         t = count + 1
@@ -106,7 +108,7 @@ def nadam(
             c = lambda x: cast(x, dtype)  # noqa: E731
             g, shrink, m_new, v_new = adam_moments(
                 g, p, m, v, dtype, maximize=maximize, decay=decay,
-                decoupled=decoupled_weight_decay, lr=lr_t, wd=wd_t, b1=b1, b2=b2,
+                decoupled=decoupled_weight_decay, lr=lr_t, wd=wd_t, b2=b2, b1c=b1c, b2c=b2c,
             )  # fmt: skip
             denom = jnp.sqrt(v_new / c(bc2)) + c(eps_t)
             update = c(coef_g) * (g / denom) + c(coef_m) * (m_new / denom)

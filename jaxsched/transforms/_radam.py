@@ -18,6 +18,7 @@ from ._common import (
     check_flags,
     check_lr,
     check_weight_decay,
+    complement,
     compute_dtype,
     concrete,
     is_zero,
@@ -91,15 +92,14 @@ def radam(
 
     def update_fn(grads, state, params=None):
         count = state.count
-        lr_t, b1, b2, eps_t, wd_t = (
-            value_at(h, count) for h in (lr, beta1, beta2, eps, weight_decay)
-        )
+        lr_t, b2, eps_t, wd_t = (value_at(h, count) for h in (lr, beta2, eps, weight_decay))
+        b1c, b2c = complement(beta1, count), complement(beta2, count)
         if decay:
             need_params("radam", params)
         t = count + 1
         bc1 = one_minus_pow(beta1, t)
         bc2 = one_minus_pow(beta2, t)
-        rho_inf = 2 / (1 - b2) - 1
+        rho_inf = 2 / b2c - 1
         rho_t = rho_inf - 2 * t * pow_t(beta2, t) / bc2
         rectified = rho_t > 5 if first_rectified is None else t >= first_rectified
         safe_rho = jnp.where(rectified, rho_t, 5.0)
@@ -113,7 +113,7 @@ def radam(
             c = lambda x: cast(x, dtype)  # noqa: E731
             g, shrink, m_new, v_new = adam_moments(
                 g, p, m, v, dtype, maximize=maximize, decay=decay,
-                decoupled=decoupled_weight_decay, lr=lr_t, wd=wd_t, b1=b1, b2=b2,
+                decoupled=decoupled_weight_decay, lr=lr_t, wd=wd_t, b2=b2, b1c=b1c, b2c=b2c,
             )  # fmt: skip
             corrected = m_new / c(bc1)
             adaptive = c(bc2_sqrt) / (jnp.sqrt(v_new) + c(eps_t))

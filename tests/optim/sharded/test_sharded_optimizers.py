@@ -1,0 +1,308 @@
+"""The stateful optimizers on 8 XLA host devices: params and every state buffer keep the params'
+shardings on every path, the elementwise step holds no collective, per-device memory equals
+optax's, nothing recompiles, and the numbers equal a one-device run.
+
+Run by ``tests/optim/test_sharding.py`` in its own process (the device count is fixed before
+jax starts); ``JAXSCHED_SHARDED_RUN=1`` lets pytest collect this folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+import torch
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxsched import optim
+from tests.compile_counter import count_compiles
+from tests.optim.harness import TorchTwin
+
+if len(jax.devices()) != 8:
+    raise RuntimeError("run with XLA_FLAGS=--xla_force_host_platform_device_count=8")
+
+MESH = jax.make_mesh((8,), ("d",))
+MESH2 = jax.make_mesh((2, 4), ("x", "y"))
+SHAPES = {"body": {"w": (64, 24), "v": (32, 8)}, "head": {"b": (40,), "c": (10,)}}
+GROUP_LEAVES = [["v", "w"], ["b", "c"]]  # each group's leaves in flatten order
+
+# layout -> {leaf name: sharding}; "head/c" (10 elements) never splits over 8 devices, so it is
+# replicated next to sharded leaves of its group.
+LAYOUTS = {
+    "dp": {k: NamedSharding(MESH, P()) for k in ("w", "v", "b", "c")},
+    "fsdp": {
+        "w": NamedSharding(MESH, P("d")),
+        "v": NamedSharding(MESH, P("d")),
+        "b": NamedSharding(MESH, P("d")),
+        "c": NamedSharding(MESH, P()),
+    },
+    "2d": {
+        "w": NamedSharding(MESH2, P("x", "y")),
+        "v": NamedSharding(MESH2, P(None, "y")),
+        "b": NamedSharding(MESH2, P(("x", "y"))),
+        "c": NamedSharding(MESH2, P()),
+    },
+    "mixed": {
+        "w": NamedSharding(MESH, P(None, "d")),
+        "v": NamedSharding(MESH, P("d")),
+        "b": NamedSharding(MESH, P()),
+        "c": NamedSharding(MESH, P()),
+    },
+}
+
+CASES = [
+    (optim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.01), "kernel"),
+    (optim.Adam, dict(lr=0.01, amsgrad=True), "kernel"),
+    (optim.AdamW, dict(lr=0.01), "kernel"),
+    (optim.Adam, dict(lr=0.01, fused=False), "xla"),
+    (optim.NAdam, dict(lr=0.01, weight_decay=0.01), "xla"),
+    (optim.Adagrad, dict(lr=0.1), "xla"),
+]
+IDS = [f"{c.__name__}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for c, kw, _ in CASES]
+COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
+
+
+def host_tree(seed=0):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(
+        lambda s: rng.standard_normal(s).astype(np.float32),
+        SHAPES,
+        is_leaf=lambda x: isinstance(x, tuple),
+    )
+
+
+def placed(tree, layout):
+    return {
+        part: {k: jax.device_put(v, LAYOUTS[layout][k]) for k, v in leaves.items()}
+        for part, leaves in tree.items()
+    }
+
+
+def groups(tree):
+    return [{"params": {"body": tree["body"]}}, {"params": {"head": tree["head"]}, "lr": 0.05}]
+
+
+def sharding_of(path):
+    return path[-1].key
+
+
+def assert_placed_like_params(tree, layout):
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        expected = LAYOUTS[layout][sharding_of(path)]
+        assert x.sharding.is_equivalent_to(expected, x.ndim), (path, x.sharding, expected)
+
+
+def assert_state_placed(opt, layout):
+    """Every per-parameter state buffer has its parameter's sharding; scalars are replicated
+    over the same devices."""
+    devices = jax.tree.leaves(opt.params)[0].sharding.device_set
+    state = opt.opt_state.inner
+    for g, names in enumerate(GROUP_LEAVES):
+        inner = state[g]
+        for field in inner._fields:
+            value = getattr(inner, field)
+            if isinstance(value, list):
+                for name, x in zip(names, value, strict=True):
+                    expected = LAYOUTS[layout][name]
+                    assert x.sharding.is_equivalent_to(expected, x.ndim), (g, field, x.sharding)
+            elif value is not None:
+                for x in jax.tree.leaves(value):
+                    assert x.sharding.is_fully_replicated and x.sharding.device_set == devices
+
+
+def collectives(compiled_text):
+    return [line for line in compiled_text.splitlines() if any(c in line for c in COLLECTIVES)]
+
+
+def grads_at(step, layout):
+    return placed(host_tree(100 + step), layout)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize(("cls", "kwargs", "engine"), CASES, ids=IDS)
+def test_step_keeps_shardings_and_matches_one_device(layout, cls, kwargs, engine):
+    host = host_tree()
+    opt = cls(groups(placed(host, layout)), **kwargs)
+    one = cls(groups(jax.tree.map(jnp.asarray, host)), **kwargs)  # one device, uncommitted
+    assert [i.engine for i in opt.engine_info()] == [engine, engine]
+    assert [i.shards for i in opt.engine_info()] == [8, 8]
+    assert_state_placed(opt, layout)  # allocated placed, before any step
+    for step in range(3):
+        new = opt.step(grads_at(step, layout))
+        ref = one.step(jax.tree.map(np.asarray, grads_at(step, layout)))
+    assert_placed_like_params(new, layout)
+    assert_state_placed(opt, layout)
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    for a, b in zip(jax.tree.leaves(opt.opt_state), jax.tree.leaves(one.opt_state), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    if layout != "dp":  # an elementwise update of sharded leaves needs no communication
+        text = opt.lower_step(grads_at(3, layout)).compile().as_text()
+        assert collectives(text) == [], collectives(text)
+
+
+@pytest.mark.parametrize("layout", ["fsdp", "2d"])
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW])
+def test_per_device_memory_equals_optax(layout, cls):
+    params = placed(host_tree(), layout)
+    kwargs = dict(lr=0.01, momentum=0.9) if cls is optim.SGD else dict(lr=0.01)
+    opt = cls(params, **kwargs)
+    grads = grads_at(0, layout)
+    ours = opt.lower_step(grads).compile().memory_analysis()
+    tx = {
+        optim.SGD: lambda: optax.sgd(0.01, momentum=0.9),
+        optim.Adam: lambda: optax.adam(0.01),
+        optim.AdamW: lambda: optax.adamw(0.01),
+    }[cls]()
+
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    theirs = (
+        jax.jit(step, donate_argnums=(0, 1))
+        .lower(params, tx.init(params), grads)
+        .compile()
+        .memory_analysis()
+    )
+    # per-device bytes of the program's arguments (params, state, grads, hyperparameters)
+    assert ours.argument_size_in_bytes <= 1.05 * theirs.argument_size_in_bytes
+    assert ours.temp_size_in_bytes <= theirs.temp_size_in_bytes + 1024
+
+
+@pytest.mark.parametrize(
+    "place",
+    [
+        pytest.param(lambda x, name: jax.device_put(x, jax.devices()[3]), id="one-device"),
+        pytest.param(lambda x, name: jax.device_put(x, LAYOUTS["fsdp"][name]), id="fsdp"),
+    ],
+)
+@pytest.mark.parametrize("cls", [optim.Adam, optim.Adagrad])
+def test_no_recompiles_with_committed_params(place, cls):
+    params = {
+        part: {k: place(v, k) for k, v in leaves.items()} for part, leaves in host_tree().items()
+    }
+    opt = cls(groups(params), lr=0.01)
+    grads = jax.tree.map(jnp.ones_like, params)
+    opt.step(grads)
+    with count_compiles() as compiles:
+        for step in range(4):
+            opt.param_groups[step % 2]["lr"] = 0.01 / (step + 2)
+            opt.step(grads)
+        jax.block_until_ready(opt.params)
+    assert compiles() == 0
+
+
+def loss_fn(params, x):
+    h = jnp.tanh(x @ params["body"]["w"])  # (n, 24)
+    return jnp.sum(h**2) + jnp.sum(params["body"]["v"] ** 2) + jnp.sum(params["head"]["b"] ** 2)
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW])
+def test_train_step_keeps_shardings_and_communicates_no_more_than_optax(cls):
+    host = host_tree()
+    params = placed(host, "fsdp")
+    kwargs = dict(lr=0.01, momentum=0.9) if cls is optim.SGD else dict(lr=0.01)
+    opt = cls(params, **kwargs)
+    one = cls(jax.tree.map(jnp.asarray, host), **kwargs)
+    x = jax.device_put(np.random.default_rng(5).standard_normal((16, 64)).astype(np.float32),
+                       NamedSharding(MESH, P("d")))  # fmt: skip
+    train_step, ref_step = opt.make_train_step(loss_fn), one.make_train_step(loss_fn)
+    for _ in range(3):
+        loss, ref_loss = train_step(x), ref_step(np.asarray(x))
+    np.testing.assert_allclose(float(loss), float(ref_loss), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(opt.params), jax.tree.leaves(one.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert_placed_like_params(opt.params, "fsdp")
+    ours = collectives(train_step.lower(x).compile().as_text())
+
+    tx = optax.sgd(0.01, momentum=0.9) if cls is optim.SGD else optax.adam(0.01)
+
+    def optax_step(p, s, x):
+        loss, g = jax.value_and_grad(loss_fn)(p, x)
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s, loss
+
+    theirs = collectives(jax.jit(optax_step).lower(params, tx.init(params), x).compile().as_text())
+    assert len(ours) <= len(theirs), (ours, theirs)
+
+
+def test_state_dicts_setters_and_new_groups_keep_shardings():
+    layout = "fsdp"
+    host = host_tree()
+    opt = optim.Adam(groups(placed(host, layout)), lr=0.01)
+    twin = TorchTwin(torch.optim.Adam, groups(host), dtype=torch.float32, lr=0.01)
+    for step in range(2):
+        opt.step(grads_at(step, layout))
+        twin.step(jax.tree.map(np.asarray, grads_at(step, layout)))
+
+    opt.load_state_dict(opt.state_dict())  # ours
+    assert_state_placed(opt, layout)
+    opt.load_state_dict(twin.opt.state_dict())  # torch's
+    assert_state_placed(opt, layout)
+    opt.opt_state = opt.opt_state
+    assert_state_placed(opt, layout)
+    opt.params = jax.tree.map(np.asarray, opt.params)  # host values go to the params' devices
+    assert_placed_like_params(opt.params, layout)
+    opt.step(grads_at(2, layout))
+    twin.step(jax.tree.map(np.asarray, grads_at(2, layout)))
+    for path, value in jax.tree_util.tree_flatten_with_path(opt.params)[0]:
+        expected = twin.params()[jax.tree_util.keystr(path)]
+        np.testing.assert_allclose(np.asarray(value), expected, rtol=2e-6, atol=1e-7)
+
+    fsdp = NamedSharding(MESH, P("d"))
+    extra = {"extra": {"u": jax.device_put(np.ones((16, 8), np.float32), fsdp)}}
+    opt.add_param_group({"params": extra, "lr": 0.1})
+    assert opt.engine_info()[2].engine == "kernel"
+    opt.step({**grads_at(3, layout), **jax.tree.map(jnp.ones_like, extra)})
+    assert opt.params["extra"]["u"].sharding.is_equivalent_to(fsdp, 2)
+    for buffer in (opt.opt_state.inner[2].exp_avg[0], opt.opt_state.inner[2].exp_avg_sq[0]):
+        assert buffer.sharding.is_equivalent_to(fsdp, 2)
+
+
+def test_orbax_round_trip_restores_shardings_and_continues(tmp_path):
+    layout = "2d"
+    opt = optim.AdamW(groups(placed(host_tree(), layout)), lr=0.01)
+    twin = optim.AdamW(groups(placed(host_tree(), layout)), lr=0.01)
+    for step in range(2):
+        opt.step(grads_at(step, layout))
+        twin.step(grads_at(step, layout))
+    state = opt.opt_state
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+    )
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(os.fspath(tmp_path / "opt"), state)
+        checkpointer.wait_until_finished()
+        restored = checkpointer.restore(os.fspath(tmp_path / "opt"), abstract)
+    fresh = optim.AdamW(groups(placed(host_tree(), layout)), lr=0.01)
+    fresh.params = opt.params
+    fresh.opt_state = restored
+    assert_state_placed(fresh, layout)
+    a, b = fresh.step(grads_at(2, layout)), twin.step(grads_at(2, layout))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_group_the_kernels_cannot_take_runs_on_xla_sharded_and_says_why():
+    fsdp = NamedSharding(MESH, P("d"))
+    params = {
+        "a": jax.device_put(jnp.ones((64, 8), jnp.bfloat16), fsdp),
+        "b": jax.device_put(jnp.ones((16,), jnp.bfloat16), fsdp),
+    }
+    opt = optim.Adam(params, lr=0.1)
+    (info,) = opt.engine_info()
+    assert info.engine == "xla" and "bfloat16" in info.reason, info
+    new = opt.step(jax.tree.map(jnp.ones_like, params))
+    for x in new.values():
+        assert x.sharding.is_equivalent_to(fsdp, x.ndim)
+    for x in opt.opt_state.inner[0].exp_avg:
+        assert x.sharding.is_equivalent_to(fsdp, x.ndim)
+    text = opt.lower_step(jax.tree.map(jnp.ones_like, params)).compile().as_text()
+    assert collectives(text) == []
