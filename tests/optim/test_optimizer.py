@@ -104,9 +104,11 @@ def test_state_dict_layout_round_trip_and_torch_import(case, precision):
     for i, entry in sd_theirs["state"].items():
         assert list(sd_ours["state"][i]) == list(entry)
         for key, value in entry.items():
-            np.testing.assert_allclose(
-                sd_ours["state"][i][key], value.double().numpy(), rtol=1e-4, atol=1e-6
-            )
+            # the exported state at the contract's tolerance (per array, norm-wise)
+            ref = value.double().numpy()
+            err = np.max(np.abs(np.asarray(sd_ours["state"][i][key], np.float64) - ref))
+            scale = max(float(np.max(np.abs(ref))), np.finfo(np.float64).tiny)
+            assert err / scale <= OPTIM_RTOL[precision], f"{name} {key}[{i}]: {err / scale:.3g}"
 
     # Round trip into a fresh optimizer continues bit-identically.
     twin, _ = build(name, defaults, second, precision)
