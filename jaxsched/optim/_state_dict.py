@@ -39,6 +39,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def host_copy(value: Any) -> np.ndarray:
+    """A numpy copy of a state array for ``state_dict()``; an array split across processes
+    (``jax.distributed``) cannot be copied here, and says what to use instead."""
+    if not getattr(value, "is_fully_addressable", True):
+        raise RuntimeError(
+            "state_dict() needs the whole optimizer state in this process, but it is split "
+            "across processes (jax.distributed); checkpoint opt.opt_state and opt.params with "
+            "orbax instead (orbax.checkpoint.StandardCheckpointer saves each process's shards)"
+        )
+    return np.array(value)
+
+
 def to_torch_layout(opt: Optimizer) -> dict[str, Any]:
     state = opt.opt_state
     out: dict[int, dict[str, Any]] = {}
@@ -47,7 +59,7 @@ def to_torch_layout(opt: Optimizer) -> dict[str, Any]:
     for g, group in enumerate(opt.param_groups):
         inner = state.inner[g]
         ids = list(range(first, first + len(opt._group_indices[g])))
-        count = int(inner.count)
+        count = int(host_copy(inner.count))
         if count > 0 or opt._state_from_start:
             for j, pid in enumerate(ids):
                 entry: dict[str, Any] = {}
@@ -59,7 +71,7 @@ def to_torch_layout(opt: Optimizer) -> dict[str, Any]:
                     elif value is not None and opt._keeps(field, group._values):
                         leaf = value[j] if isinstance(value, list) else value
                         if leaf is not None:
-                            entry[field] = np.array(leaf)
+                            entry[field] = host_copy(leaf)
                 if entry:
                     out[pid] = entry
         saved = dict(group._values)
