@@ -269,6 +269,6 @@ def test_state_split_across_processes_names_orbax_for_state_dict():
     class Remote:
         is_fully_addressable = False
 
-    with pytest.raises(RuntimeError, match="split across processes.*orbax"):
+    with pytest.raises(RuntimeError, match=r"split across processes.*orbax"):
         host_copy(Remote())
     np.testing.assert_array_equal(host_copy(jnp.arange(3.0)), np.arange(3.0))
