@@ -13,6 +13,7 @@ from ._classes import NAdam as NAdam
 from ._classes import RAdam as RAdam
 from ._classes import RMSprop as RMSprop
 from ._classes import Rprop as Rprop
+from ._engines import EngineInfo as EngineInfo
 from ._optimizer import Optimizer as Optimizer
 from ._param_group import ParamGroup as ParamGroup
 
@@ -25,6 +26,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "Adamax",
+    "EngineInfo",
     "NAdam",
     "Optimizer",
     "ParamGroup",

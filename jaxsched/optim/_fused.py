@@ -1,24 +1,30 @@
-"""The CPU fast path of ``optim.SGD``, ``optim.Adam`` and ``optim.AdamW``: one pass over memory.
+"""The CPU kernels of ``optim.SGD``, ``optim.Adam`` and ``optim.AdamW``: one pass over memory.
 
 XLA:CPU has no multi-output fusion: written in ``jnp``, an Adam step becomes three loops per
 leaf (first moment, second moment, then the parameter from both), about ten array passes where
 one loop needs seven, and every leaf is its own loop.  The kernels in ``csrc/fused_cpu.cc``
-(called through XLA's typed FFI, inside the same jitted step) update a whole parameter group in
+(called through XLA's typed FFI, inside the jitted step) update a parameter group's leaves in
 one multithreaded loop, with the group's state held as one flat buffer per quantity and updated
 in place; the parameters too (``opt.step``), or into new buffers where other operations read
-them in the same program (a train step: XLA would copy them first otherwise).
+them in the same program (a train step: XLA would copy them first otherwise).  This module is
+the kernel side of one call: loading and registering the library, whether a group may use it
+(:func:`why_not`), the scalars and flags it takes; :mod:`._engines` runs it per group (and per
+device shard).
 
 Exactness: the kernels compute the elementwise part of :func:`jaxsched.sgd` /
 :func:`jaxsched.adam` operation for operation in the parameter dtype, each operation rounded
-(no FMA contraction, as torch's own kernels); the scalars (negated learning rate, bias
-corrections, ``1 - beta``, ...) are computed here in ``jnp`` with the transforms' own helpers.
-XLA:CPU contracts multiply-adds into FMAs where the CPU has them, so the two paths agree to
-rounding, not bit for bit; both are tested against torch at the contract's tolerances.
+(no FMA contraction, as torch's own kernels).  The scalars that cancel when rounded first
+(``1 - beta2``, ``log(beta1)``, ``1 - lr * weight_decay``, ``1 - dampening``) are derived on the
+host from the Python floats in double (:func:`derive`) and rounded once, as torch does; those
+that depend on the step (bias corrections) are computed on the device with the transforms'
+formulas.  XLA:CPU contracts multiply-adds into FMAs where the CPU has them, so the kernel and
+XLA engines agree to rounding, not bit for bit; both are tested against torch at the
+contract's tolerances.
 
-The path is taken when the kernels were built and load, the default backend is the CPU, every
-group's leaves share one dtype (float32 or float64), every numeric hyperparameter is a number,
-and no group sets ``fused=False``; otherwise the optimizer runs the transform under XLA.
-``JAXSCHED_FUSED=0`` in the environment turns the path off.
+A group takes the kernels when they were built and load, the default backend is the CPU, its
+leaves share one dtype (float32 or float64) and one mesh (or one device), every numeric
+hyperparameter is a number, and it does not set ``fused=False``; otherwise it runs the
+transform under XLA.  ``JAXSCHED_FUSED=0`` in the environment turns the kernels off.
 """
 
 from __future__ import annotations

@@ -1,4 +1,12 @@
-"""The torch-like stateful optimizer: a thin shell over :func:`jaxsched.grouped`."""
+"""The torch-like stateful optimizer: torch's surface and bookkeeping over step engines.
+
+The class holds the parameter tree, the host mirror of ``param_groups`` and the groups'
+states; the maths lives in the functional transforms (:mod:`jaxsched.transforms`) and in the
+CPU kernels, each group run by one engine (:mod:`._engines`), with the numeric
+hyperparameters of all groups in one vector (:mod:`._hyper`) and every array placed like the
+parameters (:mod:`._placement`).  The jitted programs (``step``, train steps) are in
+:mod:`._programs`, torch's ``state_dict`` layout in :mod:`._state_dict`.
+"""
 
 from __future__ import annotations
 
@@ -22,10 +30,13 @@ class Optimizer:
     """Base class of the torch-like optimizers (``jaxsched.optim.SGD``, ``Adam``, ...).
 
     ``params`` is a pytree of float arrays (one group) or torch's list of group dicts whose
-    ``"params"`` are parts of one parameter tree.  The maths lives in the functional
-    transforms: ``tx`` is ``jaxsched.grouped(<transform>, labels, groups)`` and ``opt_state`` its
-    state, which holds every numeric hyperparameter, so writing ``group["lr"]`` never
-    recompiles.  ``step(grads)`` runs one jitted, donated update and returns the new params.
+    ``"params"`` are parts of one parameter tree.  ``tx`` is ``jaxsched.grouped(<transform>,
+    labels, groups)`` and ``opt_state`` its state; each group's update runs on one engine
+    (``engine_info()``): the CPU kernels, on each device's shards of sharded parameters, or the
+    transform under XLA.  Every numeric hyperparameter travels in one small vector, so writing
+    ``group["lr"]`` never recompiles.  ``step(grads)`` runs one jitted, donated update and
+    returns the new params.  Params, state and hyperparameters keep the parameters' devices and
+    shardings (``jax.sharding.NamedSharding`` over a ``Mesh``, or one device) on every path.
     """
 
     _factory: ClassVar[Callable[..., optax.GradientTransformation]]
