@@ -2,8 +2,9 @@
 
 An optimizer build has one or two *update rules*, plain functions
 ``update(leaves, inner, grad_leaves, vector) -> (leaves, inner, vector)`` over the parameter
-leaves, the groups' transform states and the hyperparameter vector: the general rule and, when
-some group's weight decay is exactly 0, one that skips the term.  An *entry point* wraps a rule
+leaves, the groups' states (each in its engine's layout) and the hyperparameter vector, made by
+:func:`engine_update`: the general rule and, when some XLA-engine group's weight decay is
+exactly 0, one that skips the term.  An *entry point* wraps a rule
 into the function that is jitted (the state donated, and the params where the rule updates
 them in place):
 
