@@ -97,20 +97,6 @@ def grouped(
     Differences from optax: like ``optax.partition`` over ``optax.inject_hyperparams``
     transforms, but with one state entry per group and no recompilation when a value changes.
     """
-    return grouped_with_frozen(factory, param_labels, groups, defaults, {})
-
-
-def grouped_with_frozen(
-    factory: Callable[..., optax.GradientTransformation],
-    param_labels: Any,
-    groups: Mapping[Hashable, Mapping[str, Any]],
-    defaults: Mapping[str, Any],
-    frozen: Mapping[Hashable, set[str]],
-) -> optax.GradientTransformation:
-    """:func:`grouped`, except that the names in ``frozen[label]`` are passed to the factory as
-    their construction-time Python values (the state still holds them, with the same layout, but
-    ``update`` ignores them).  The stateful optimizers compile such a variant next to the general
-    one so that a zero weight decay costs nothing (see ``Optimizer``)."""
     groups = {label: dict(overrides) for label, overrides in groups.items()}
     # Every hyperparameter of the factory is held, its own defaults included (torch's groups
     # carry them all), so that get_hyperparams shows eps or weight_decay too.
@@ -124,8 +110,6 @@ def grouped_with_frozen(
         merged = {**defaults, **overrides}
         factory(**merged)  # validates the group's values now, with torch's messages
         statics[label] = split_hyperparams(merged)[1]
-        for name in frozen.get(label, ()):
-            statics[label][name] = merged[name]
 
     def members(labels: list[Hashable]) -> dict[Hashable, list[int]]:
         unknown = sorted({repr(lb) for lb in labels if lb not in groups})
@@ -157,8 +141,6 @@ def grouped_with_frozen(
             if not idx:
                 continue
             held = state.hyperparams[label]
-            if frozen.get(label):
-                held = {k: v for k, v in held.items() if k not in frozen[label]}
             tx = factory(**join_hyperparams(held, statics[label]))
             sub_params = None if values is None else [values[i] for i in idx]
             sub_updates, inner[label] = tx.update(

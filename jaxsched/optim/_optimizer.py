@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._grouped import GroupedState, _is_number, grouped_with_frozen
+from .._grouped import GroupedState, _is_number, grouped
 from . import _engines, _placement, _programs, _trees
 from ._hyper import HyperVector
 from ._param_group import ParamGroup
@@ -81,12 +81,10 @@ class Optimizer:
     def _factory_kwargs(self, values: Mapping[str, Any]) -> dict[str, Any]:
         return {k: values[k] for k in self._hyperparameter_names if k in values}
 
-    def _transform(
-        self, values: list[Mapping[str, Any]], frozen: Mapping[int, set[str]] | None = None
-    ) -> optax.GradientTransformation:
+    def _transform(self, values: list[Mapping[str, Any]]) -> optax.GradientTransformation:
         labels = _trees.labels_for(self._params, self._group_indices)
         kwargs = {g: self._factory_kwargs(v) for g, v in enumerate(values)}
-        return grouped_with_frozen(type(self)._factory, labels, kwargs, {}, frozen or {})
+        return grouped(type(self)._factory, labels, kwargs)
 
     def _zero_decay_groups(self) -> set[int]:
         """XLA-engine groups whose weight decay is exactly 0 now: the fast rule skips the
