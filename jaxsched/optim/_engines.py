@@ -78,7 +78,6 @@ class XlaEngine:
         self._vector_dtype = np.dtype(jnp.result_type(float))
         committed = [getattr(leaf, "committed", False) for leaf in leaves]
         self._placement = "all" if all(committed) else "some" if any(committed) else "none"
-        self._leaves = leaves
 
     def derive(self, values: Mapping[str, Any]) -> dict[str, float]:
         """What the vector's rounding of each numeric value lost (``value - hi``, in double):
@@ -93,20 +92,23 @@ class XlaEngine:
                     out[f"{key}[{i}]"] = float(v) - float(np.asarray(v, self._vector_dtype))
         return out
 
-    def init(self) -> Any:
+    def init(self, leaves: Sequence[jax.Array]) -> Any:
+        """A fresh state for the group's ``leaves``, placed."""
         tx = self._factory(**join_hyperparams(self._dynamic, self._statics))
         if self._placement == "none":  # uncommitted leaves, uncommitted state
-            return tx.init(list(self._leaves))
+            return tx.init(list(leaves))
         if self._placement == "some":
-            return place_tree(tx.init(list(self._leaves)), self._targets)
+            return place_tree(tx.init(list(leaves)), self._targets)
         # Allocated in place on the devices (never whole on one device first).
-        return jax.jit(tx.init, out_shardings=self._targets)(list(self._leaves))
+        return jax.jit(tx.init, out_shardings=self._targets)(list(leaves))
 
     def from_tree(self, tree: Any) -> Any:
         return place_tree(tree, self._targets)
 
     def to_tree(self, state: Any) -> Any:
-        return state
+        """A copy (one program): arrays handed out must survive the next step, which consumes
+        the engine's own."""
+        return _copy(state)
 
     def update(self, params, grads, state, hyper, derived, *, in_place, zero_decay):
         del in_place  # XLA decides where the new parameters go
@@ -153,7 +155,10 @@ class KernelEngine:
 
     # -- state layouts ----------------------------------------------------------------------
 
-    def init(self) -> Any:
+    def init(self, leaves: Sequence[jax.Array]) -> Any:
+        """A fresh (zero) state, allocated with its sharding; ``leaves`` only fix the layout,
+        which the engine already holds."""
+        del leaves
         layout = self._layout
         return type(self._template)(
             *(
@@ -229,6 +234,11 @@ class KernelEngine:
         new_state = state._replace(count=state.count + 1, **dict(zip(self._fields, new_buffers,
                                                                      strict=True)))  # fmt: skip
         return new_params, new_state
+
+
+@jax.jit
+def _copy(tree: Any) -> Any:
+    return jax.tree.map(jnp.copy, tree)
 
 
 def _shard_converters(layout: ShardLayout) -> tuple[Callable, Callable]:

@@ -45,22 +45,24 @@ class HyperVector:
         self.refresh()
 
     def refresh(self) -> None:
-        """Rebuild the host vector, and the slot of every key, from the group values."""
+        """Rebuild the host vector, and the slot of every key, from the group values (all or
+        nothing: a value that is not a number raises and leaves the vector as it was)."""
         host: list[float] = []
-        self._slots: dict[tuple[int, str], tuple[int, Any]] = {}
-        self._derived_at: dict[int, tuple[int, tuple[str, ...]]] = {}
+        slots: dict[tuple[int, str], tuple[int, Any]] = {}
+        derived_at: dict[int, tuple[int, tuple[str, ...]]] = {}
         for g, names in self.layout.items():
             values = self._values[g]
             for key, mask in names.items():
-                self._slots[(g, key)] = (len(host), mask)
+                slots[(g, key)] = (len(host), mask)
                 if mask is None:
                     host.append(float(values[key]))
                 else:
                     host.extend(float(v) for v, m in zip(values[key], mask, strict=True) if m)
             derived = self._derived(g)
-            self._derived_at[g] = (len(host), tuple(derived))
+            derived_at[g] = (len(host), tuple(derived))
             host.extend(derived.values())
         self._host = np.asarray(host, self._dtype)
+        self._slots, self._derived_at = slots, derived_at
         self._device: Any = None
 
     def _derived(self, g: int) -> dict[str, float]:

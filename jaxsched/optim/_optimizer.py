@@ -10,9 +10,10 @@ parameters (:mod:`._placement`).  The jitted programs (``step``, train steps) ar
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import jax
@@ -135,9 +136,13 @@ class Optimizer:
         # host mirror, re-uploaded only after a write (one transfer, never a recompile).
         self._vector = HyperVector(layout, values, derive, _placement.replicated(leaves[0]))
         self._inner = {
-            g: e.init() if previous is None or g not in previous else e.from_tree(previous[g])
+            g: e.init([leaves[i] for i in self._group_indices[g]])
+            if previous is None or g not in previous
+            else e.from_tree(previous[g])
             for g, e in enumerate(self._engines)
         }
+        self._references = _programs.References(self._treedef)
+        self._callbacks: dict[Any, bool] = {}  # train-step key -> its loss calls back
         self._programs: dict[Any, _programs.Programs] = {}  # entry point -> its jitted rules
         # Two update rules: the general one (every numeric value read at run time) and, when
         # some XLA group's weight decay is exactly 0, one that skips that term (a coupled decay
@@ -154,16 +159,16 @@ class Optimizer:
                                    else None)  # fmt: skip
 
     def _programs_for(
-        self, key: Any, entry: Callable[[Callable], Callable], in_place: bool
-    ) -> _programs.Programs:
+        self, key: Any, entry: Callable[[Callable], Callable], in_place: bool,
+        donate: tuple[int, ...],
+    ) -> _programs.Programs:  # fmt: skip
         """Entry point ``key``'s programs (jitted from ``entry`` at first use after a build).
-        ``in_place=False``: the kernels write new parameter buffers and the parameters are not
-        donated (for programs where other operations read them too)."""
-        programs = self._programs.get(key)
+        ``in_place``: the kernels write the new parameters over the old (which ``donate`` must
+        then hold, as argument 0); else into new buffers.  ``donate``: the arguments the
+        program consumes (the parameters 0, the state 1)."""
+        programs = self._programs.get((key, in_place, donate))
         if programs is None:
-            kernels = any(e.name == "kernel" for e in self._engines)
-            donate = (0, 1) if in_place or not kernels else (1,)
-            programs = self._programs[key] = _programs.Programs(
+            programs = self._programs[(key, in_place, donate)] = _programs.Programs(
                 entry, *self._rules(in_place), donate
             )
         return programs
@@ -171,15 +176,17 @@ class Optimizer:
     def _use_fast(self) -> bool:
         return self._zero_decay_groups() == self._fast_pattern
 
-    def _run(
-        self, key: Any, entry: Callable[[Callable], Callable], args: tuple, in_place: bool = True
-    ) -> Any:
-        """Run entry point ``key`` on ``args``."""
-        return self._programs_for(key, entry, in_place).run(args, self._use_fast)
-
-    def _step_entry(self) -> tuple[str, Callable[[Callable], Callable]]:
+    def _step_program(self) -> _programs.Programs:
+        """``step``'s program: in place over donated parameters, unless a parameter array is
+        held outside the optimizer (then new buffers, and the held arrays keep their values)."""
         signature, mismatch = self._signature, self._mismatch
-        return "step", lambda update: _programs.checked_step(update, signature, mismatch)
+
+        def entry(update: Callable) -> Callable:
+            return _programs.checked_step(update, signature, mismatch)
+
+        if self._references.shared(self._leaves):
+            return self._programs_for("step", entry, False, (1,))
+        return self._programs_for("step", entry, True, (0, 1))
 
     def _grad_leaves(self, grads: Any) -> list[Any]:
         """``grads``' leaves in the parameters' order (structure checked here, leaves when the
@@ -196,7 +203,7 @@ class Optimizer:
         HLO (``.as_text()``, ``.compile().as_text()``) or its cost.  Runs nothing."""
         self._sync()
         args = (self._leaves, self._inner, self._grad_leaves(grads), self._vector.current())
-        return self._programs_for(*self._step_entry(), True).lower(args, self._use_fast)
+        return self._step_program().lower(args, self._use_fast)
 
     def engine_info(self) -> list[_engines.EngineInfo]:
         """For each parameter group, which engine runs its update and why: ``"kernel"`` (the
@@ -248,22 +255,34 @@ class Optimizer:
         parameters; the groups' numeric hyperparameters are read back from it (one
         device-to-host transfer)."""
         self._sync()
-        # The structure alone (traced, not computed: the kernel engine would copy its state).
+        # Checked whole before anything changes: structure, then every array's shape and dtype
+        # (the kernels write into these buffers: a wrong dtype would corrupt memory).
         expected = GroupedState(
             jax.eval_shape(self._tree_inner), self._vector.unpack(self._vector.current())[0]
         )
         if jax.tree.structure(state) != jax.tree.structure(expected):
             raise ValueError("opt_state must have the structure of optimizer.opt_state")
-        self._inner = {g: e.from_tree(state.inner[g]) for g, e in enumerate(self._engines)}
+        got = jax.tree_util.tree_flatten_with_path(state)[0]
+        for (path, value), want in zip(got, jax.tree.leaves(expected), strict=True):
+            shape, dtype = np.shape(value), getattr(value, "dtype", np.asarray(value).dtype)
+            if shape != want.shape or np.dtype(dtype) != np.dtype(want.dtype):
+                raise ValueError(
+                    f"opt_state{jax.tree_util.keystr(path)} is {np.dtype(dtype)}{list(shape)}, "
+                    f"expected {np.dtype(want.dtype)}{list(want.shape)} (nothing was changed)"
+                )
+        inner = {g: e.from_tree(state.inner[g]) for g, e in enumerate(self._engines)}
+        values = [dict(pg._values) for pg in self.param_groups]
         for g, hyper in state.hyperparams.items():
             for name, value in hyper.items():
-                old = self.param_groups[g]._values[name]
-                if isinstance(value, tuple):
+                old = values[g][name]
+                if isinstance(value, (tuple, list)):
                     pairs = zip(value, old, strict=True)
-                    value = tuple(o if v is None else _read_back(v, o) for v, o in pairs)
+                    values[g][name] = tuple(o if v is None else _read_back(v, o) for v, o in pairs)
                 else:
-                    value = _read_back(value, old)
-                self.param_groups[g]._values[name] = value
+                    values[g][name] = _read_back(value, old)
+        self._inner = inner
+        for pg, new in zip(self.param_groups, values, strict=True):
+            pg._values.update(new)
         self._refresh_host_vector()
 
     def step(self, grads: Any, closure: Callable | None = None) -> Any:
@@ -276,7 +295,9 @@ class Optimizer:
         grad_leaves = self._grad_leaves(grads)
         self._sync()
         args = (self._leaves, self._inner, grad_leaves, self._vector.current())
-        leaves, self._inner, vector = self._run(*self._step_entry(), args)
+        leaves, inner, vector = self._step_program().run(args, self._use_fast)
+        _programs.check_not_traced(leaves, "optimizer.step")
+        self._inner = inner
         self._vector.returned(vector)
         self._store(leaves)
         return self._params
@@ -303,14 +324,23 @@ class Optimizer:
         def entry(update: Callable) -> Callable:
             return _programs.train_step(update, loss_fn, has_aux, self._treedef)
 
+        def program(args: tuple, kwargs: dict) -> _programs.Programs:
+            # The kernels write new parameter buffers (the loss reads the old ones); the state
+            # is consumed, unless the loss calls back into Python, which may raise while the
+            # program runs (then nothing is donated and a failed step loses nothing).
+            callback = self._callbacks.get(key)
+            if callback is None:
+                callback = self._callbacks[key] = _programs.calls_back(
+                    loss_fn, self._params, *args, **kwargs
+                )
+            return self._programs_for(key, entry, False, () if callback else (1,))
+
         def train_step(*args: Any, **kwargs: Any) -> Any:
             self._sync()
-            leaves, self._inner, vector, out = self._run(
-                key,
-                entry,
-                (self._leaves, self._inner, self._vector.current(), args, kwargs),
-                in_place=False,  # the loss reads the parameters too
-            )
+            full = (self._leaves, self._inner, self._vector.current(), args, kwargs)
+            leaves, inner, vector, out = program(args, kwargs).run(full, self._use_fast)
+            _programs.check_not_traced(leaves, "train_step")
+            self._inner = inner
             self._vector.returned(vector)
             self._store(leaves)
             return out
@@ -319,7 +349,7 @@ class Optimizer:
             """The program ``train_step(*args, **kwargs)`` would run, lowered."""
             self._sync()
             full = (self._leaves, self._inner, self._vector.current(), args, kwargs)
-            return self._programs_for(key, entry, False).lower(full, self._use_fast)
+            return program(args, kwargs).lower(full, self._use_fast)
 
         train_step.lower = lower  # type: ignore[attr-defined]
         return train_step
@@ -396,21 +426,54 @@ class Optimizer:
             self._dirty.add((g, key))
 
     def _sync(self) -> None:
-        """Push hyperparameters written into ``param_groups`` to the optax state."""
+        """Push hyperparameters written into ``param_groups`` to the optax state.  A write that
+        cannot be honoured raises here, at every step until it is fixed (as torch's step does),
+        and changes nothing."""
         if not self._dirty:
             return
-        dirty, self._dirty = self._dirty, set()
-        self._refresh_host_vector()
-        rebuild = False
-        for g, key in dirty:
-            value = self.param_groups[g]._values[key]
-            layout = self._vector.layout[g]
-            if key not in layout or _layout_of(value) != layout[key]:
-                rebuild = True  # a structural value (bool, schedule) or a changed shape
-        if rebuild:
-            for pg in self.param_groups:
-                type(self)._factory(**self._factory_kwargs(pg._values))
-            self._build(self._tree_inner())
+        with self._all_or_nothing(keep_values=True):
+            rebuild = False
+            for g, key in self._dirty:
+                value = self.param_groups[g]._values[key]
+                layout = self._vector.layout[g]
+                if key not in layout or _layout_of(value) != layout[key]:
+                    rebuild = True  # a structural value (bool, schedule) or a changed shape
+            if rebuild:
+                for pg in self.param_groups:
+                    type(self)._factory(**self._factory_kwargs(pg._values))
+                self._build(self._tree_inner())
+            else:
+                self._refresh_host_vector()
+        self._dirty.clear()
+
+    # Everything a build or a load replaces; restored as a whole when one fails.
+    _BUILT = (
+        "_group_indices", "_leaves", "_treedef", "_dict_tree", "_signature", "tx", "_engines",
+        "_vector", "_inner", "_programs", "_fast_pattern", "_params", "_references",
+        "_callbacks",
+    )  # fmt: skip
+
+    @contextlib.contextmanager
+    def _all_or_nothing(self, keep_values: bool = False) -> Iterator[None]:
+        """Run a change (a rebuild, a load, a new group) whole or not at all: on an exception
+        every built piece, the groups and (unless ``keep_values``: the user's own writes) their
+        values are put back as they were."""
+        built = {name: getattr(self, name) for name in self._BUILT}
+        groups, trees = list(self.param_groups), list(self._group_trees)
+        values = [(pg, pg._values, dict(pg._values)) for pg in groups]
+        try:
+            yield
+        except BaseException:
+            for name, value in built.items():
+                setattr(self, name, value)
+            self.param_groups[:] = groups
+            self._group_trees[:] = trees
+            if not keep_values:
+                for pg, mapping, content in values:
+                    mapping.clear()
+                    mapping.update(content)
+                    pg._values = mapping
+            raise
 
     def _refresh_host_vector(self) -> None:
         """Rebuild the host vector from the group values; decide programs again."""

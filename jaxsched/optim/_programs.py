@@ -17,10 +17,12 @@ them in place):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.extend.core
 
 Update = Callable[..., tuple[Any, Any, Any]]
 
@@ -129,3 +131,64 @@ def train_step(update: Update, loss_fn: Callable, has_aux: bool, treedef: Any) -
         return new_leaves, inner, vector, out
 
     return step
+
+
+# -- what a program may donate ------------------------------------------------------------------
+
+
+class References:
+    """Which of the optimizer's parameter arrays are held outside it.
+
+    A step donates the parameter buffers to XLA (updated in place) only when nobody else holds
+    them: an array a user kept (``p = opt.params["w"]``, a model that holds the leaves) keeps
+    its values, and that step writes new buffers instead.  The test compares the arrays'
+    reference counts with those of placeholders held the way the optimizer holds its leaves
+    (a leaf list and the parameter tree), so it is exact whoever held the arrays at build.
+    """
+
+    def __init__(self, treedef: Any) -> None:
+        placeholders = [object() for _ in range(treedef.num_leaves)]
+        try:
+            tree = treedef.unflatten(placeholders)
+        except Exception:  # a node type that checks its leaves: never donate
+            self._baseline = None
+        else:
+            self._baseline = self._counts(placeholders)
+            del tree
+
+    @staticmethod
+    def _counts(leaves: Sequence[Any]) -> list[int]:
+        count = sys.getrefcount
+        return [count(x) for x in leaves]
+
+    def shared(self, leaves: Sequence[Any]) -> bool:
+        return self._baseline is None or self._counts(leaves) != self._baseline
+
+
+def calls_back(fn: Callable, *args: Any, **kwargs: Any) -> bool:
+    """Whether ``fn`` traced on ``args`` calls back into Python (``jax.debug.callback``,
+    ``pure_callback``, ``io_callback``): such a program may raise while it runs, so it must not
+    consume (donate) the optimizer's buffers."""
+
+    def visit(jaxpr: Any) -> bool:
+        for eqn in jaxpr.eqns:
+            if "callback" in eqn.primitive.name:
+                return True
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                if visit(sub):
+                    return True
+        return False
+
+    return visit(jax.make_jaxpr(fn)(*args, **kwargs).jaxpr)
+
+
+def check_not_traced(outputs: Sequence[Any], what: str) -> None:
+    """Raise when a program's outputs are tracers: the stateful call ran under ``jax.jit`` /
+    ``vmap`` / ``grad``, where it cannot update anything (nothing was executed or donated)."""
+    if any(isinstance(x, jax.core.Tracer) for x in outputs):
+        raise RuntimeError(
+            f"{what} was called inside a JAX transformation (jax.jit, vmap, grad, ...): the "
+            "stateful optimizer updates its own arrays and must be called from Python.  To "
+            "trace a whole train step, use opt.make_train_step(loss_fn), or the functional "
+            "transform opt.tx with opt.opt_state.  Nothing was changed."
+        )

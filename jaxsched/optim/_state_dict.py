@@ -95,21 +95,32 @@ def from_torch_layout(opt: Optimizer, state_dict: Mapping[str, Any]) -> None:
                 "optimizer's group"
             )
     values = [{k: _plain(v) for k, v in s.items() if k != "params"} for s in saved_groups]
-    for v in values:
+    for v in values:  # pairs saved through JSON or orbax come back as lists
+        for key, value in v.items():
+            if isinstance(value, list) and isinstance(opt.defaults.get(key), tuple):
+                v[key] = tuple(value)
+    for g, v in enumerate(values):
+        missing = [k for k in opt._hyperparameter_names if k not in v]
+        if missing:
+            raise ValueError(
+                f"loaded state dict's param_groups[{g}] lacks {missing}: it does not come from "
+                f"a {type(opt).__name__} (nothing was changed)"
+            )
         type(opt)._factory(**opt._factory_kwargs(v))
     shapes = jax.eval_shape(opt._transform(values).init, opt.params).inner
     loaded = {}
     for g, saved in enumerate(saved_groups):
         entries = [saved_state.get(pid, saved_state.get(str(pid), {})) for pid in saved["params"]]
         loaded[g] = _loaded_fields(opt, shapes[g], entries, saved["params"])
-    # Everything checked: replace.  A fresh build makes the state torch would create lazily
-    # for what the state dict does not hold; the loaded entries replace the rest.
-    for group, v in zip(opt.param_groups, values, strict=True):
-        group._values = v
+    # Everything checked: replace, all or nothing.  A fresh build makes the state torch would
+    # create lazily for what the state dict does not hold; the loaded entries replace the rest.
+    with opt._all_or_nothing():
+        for group, v in zip(opt.param_groups, values, strict=True):
+            group._values = v
+        opt._build(None)
+        fresh = opt._tree_inner()
+        opt._build({g: _overlay(fresh[g], loaded[g]) for g in fresh})
     opt._dirty.clear()
-    opt._build(None)
-    fresh = opt._tree_inner()
-    opt._build({g: _overlay(fresh[g], loaded[g]) for g in fresh})
 
 
 def _loaded_fields(opt: Optimizer, shapes: Any, entries: list[Mapping], ids: list) -> dict:

@@ -38,6 +38,8 @@ Hyperparam: TypeAlias = float | jax.Array | SplitFloat | Callable[[jax.Array], A
 
 def concrete(value: Any) -> float | None:
     """The Python float behind ``value``, or ``None`` for a schedule or a tracer."""
+    if isinstance(value, (str, bytes, bool)):
+        raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
     if callable(value) or isinstance(value, (jax.core.Tracer, SplitFloat)):
         return None
     if isinstance(value, (np.ndarray, jax.Array)):
@@ -52,7 +54,10 @@ def check(value: Any, ok: Callable[[float], bool], message: str) -> None:
 
     NaN fails every check (``ok`` is written as the condition a valid value meets).
     """
-    number = concrete(value)
+    try:
+        number = concrete(value)
+    except TypeError as err:
+        raise TypeError(f"{message.format(repr(value))} ({err})") from None
     if number is not None and (math.isnan(number) or not ok(number)):
         raise ValueError(message.format(value))
 
