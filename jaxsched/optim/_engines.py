@@ -205,8 +205,8 @@ class KernelEngine:
                     ])  # fmt: skip
                 else:
                     out.append(list(self._split(v)))
-            else:
-                out.append(v)
+            else:  # the count: a copy, since the next step consumes the engine's own
+                out.append(None if v is None else jnp.copy(v))
         return type(state)(*out)
 
     # -- the step -------------------------------------------------------------------------------

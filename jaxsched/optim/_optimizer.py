@@ -62,7 +62,7 @@ class Optimizer:
             raise ValueError("optimizer got an empty parameter list")
         # Copies: step() donates its buffers, which must not be the caller's arrays.
         self._params = jax.tree.map(lambda x: jnp.array(x, copy=True), union)
-        self._group_trees = trees
+        self._group_trees = [_trees.skeleton(t) for t in trees]  # paths, not the arrays
         self.param_groups: list[ParamGroup] = []
         for spec in specs:
             self.param_groups.append(ParamGroup(self, len(self.param_groups), self._values(spec)))
@@ -293,6 +293,7 @@ class Optimizer:
             raise ValueError("closure is not supported: compute the gradients and pass them")
         # Leaf shapes and dtypes are checked when the step is traced (checked_step).
         grad_leaves = self._grad_leaves(grads)
+        _programs.check_not_traced(grad_leaves, "optimizer.step")
         self._sync()
         args = (self._leaves, self._inner, grad_leaves, self._vector.current())
         leaves, inner, vector = self._step_program().run(args, self._use_fast)
@@ -336,6 +337,7 @@ class Optimizer:
             return self._programs_for(key, entry, False, () if callback else (1,))
 
         def train_step(*args: Any, **kwargs: Any) -> Any:
+            _programs.check_not_traced(jax.tree.leaves((args, kwargs)), "train_step")
             self._sync()
             full = (self._leaves, self._inner, self._vector.current(), args, kwargs)
             leaves, inner, vector, out = program(args, kwargs).run(full, self._use_fast)
@@ -371,7 +373,7 @@ class Optimizer:
         self._sync()
         previous = self._tree_inner()
         self._params = jax.tree.map(lambda x: jnp.array(x, copy=True), union)
-        self._group_trees.append(param_group["params"])
+        self._group_trees.append(_trees.skeleton(param_group["params"]))
         self.param_groups.append(ParamGroup(self, len(self.param_groups), values))
         self._build(previous)
 
@@ -386,6 +388,29 @@ class Optimizer:
         from ._state_dict import from_torch_layout
 
         from_torch_layout(self, state_dict)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What ``copy.deepcopy`` and ``pickle`` keep: the groups, params and state as host
+        arrays; compiled programs are caches and are rebuilt.  A copy lives on the default
+        device (re-shard its ``params`` to place it elsewhere)."""
+        self._sync()
+        groups = zip(self._group_trees, self.param_groups, strict=True)
+        return {
+            "defaults": dict(self.defaults),
+            "groups": [(skeleton, dict(pg._values)) for skeleton, pg in groups],
+            "params": jax.device_get(self._params),
+            "state": jax.device_get(self._tree_inner()),
+            "steps_taken": self.steps_taken,
+        }
+
+    def __setstate__(self, saved: Mapping[str, Any]) -> None:
+        specs = [
+            {"params": _trees.subtree(saved["params"], skeleton), **values}
+            for skeleton, values in saved["groups"]
+        ]
+        Optimizer.__init__(self, specs, saved["defaults"])
+        self._inner = {g: e.from_tree(saved["state"][g]) for g, e in enumerate(self._engines)}
+        self.steps_taken = saved["steps_taken"]
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]

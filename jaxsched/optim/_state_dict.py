@@ -128,6 +128,20 @@ def _loaded_fields(opt: Optimizer, shapes: Any, entries: list[Mapping], ids: lis
     field: ``{position: array}``), checked against the state's ``shapes``."""
     fields: dict[str, Any] = {}
     with_state = [e for e in entries if e]
+    if with_state and len(with_state) < len(entries):
+        empty = [pid for pid, e in zip(ids, entries, strict=True) if not e]
+        raise ValueError(
+            f"loaded state dict has no state for parameters {empty} while others of their "
+            f"group have some (torch creates it lazily, e.g. for parameters that were frozen); "
+            f"jaxsched keeps one state per group and refuses rather than continue differently"
+        )
+    steps = {float(_numpy(e["step"]).item()) for e in with_state if "step" in e}
+    if len(steps) > 1:
+        raise ValueError(
+            f"loaded state dict has different step counts {sorted(steps)} within one parameter "
+            f"group (torch counts per parameter, e.g. after some were frozen); jaxsched keeps one "
+            f"step count per group and refuses rather than continue differently"
+        )
     for field in shapes._fields:
         old = getattr(shapes, field)
         if field == "count":

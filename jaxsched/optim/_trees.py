@@ -66,6 +66,18 @@ def group_leaf_indices(union: Any, groups: list[Any]) -> list[list[int]]:
     return [[position[path] for path, _ in leaves_with_paths(tree)] for tree in groups]
 
 
+def skeleton(tree: Any) -> Any:
+    """``tree``'s structure with 0 for every leaf (the paths, without holding the arrays)."""
+    return jax.tree.map(lambda _: 0, tree)
+
+
+def subtree(union: Any, skeleton: Any) -> Any:
+    """The leaves of ``union`` at the paths of ``skeleton``, in ``skeleton``'s structure."""
+    by_path = dict(leaves_with_paths(union))
+    paths = [path for path, _ in leaves_with_paths(skeleton)]
+    return jax.tree.structure(skeleton).unflatten([by_path[path] for path in paths])
+
+
 def labels_for(union: Any, indices: list[list[int]]) -> Any:
     treedef = jax.tree.structure(union)
     labels: list[int | None] = [None] * treedef.num_leaves
