@@ -297,7 +297,7 @@ class Optimizer:
         self._sync()
         args = (self._leaves, self._inner, grad_leaves, self._vector.current())
         leaves, inner, vector = self._step_program().run(args, self._use_fast)
-        _programs.check_not_traced(leaves, "optimizer.step")
+        _programs.check_not_traced(leaves[:1], "optimizer.step")  # all or none are tracers
         self._inner = inner
         self._vector.returned(vector)
         self._store(leaves)
@@ -341,7 +341,7 @@ class Optimizer:
             self._sync()
             full = (self._leaves, self._inner, self._vector.current(), args, kwargs)
             leaves, inner, vector, out = program(args, kwargs).run(full, self._use_fast)
-            _programs.check_not_traced(leaves, "train_step")
+            _programs.check_not_traced(leaves[:1], "train_step")
             self._inner = inner
             self._vector.returned(vector)
             self._store(leaves)

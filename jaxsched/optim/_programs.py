@@ -185,7 +185,7 @@ def calls_back(fn: Callable, *args: Any, **kwargs: Any) -> bool:
 def check_not_traced(outputs: Sequence[Any], what: str) -> None:
     """Raise when a program's outputs are tracers: the stateful call ran under ``jax.jit`` /
     ``vmap`` / ``grad``, where it cannot update anything (nothing was executed or donated)."""
-    if any(isinstance(x, jax.core.Tracer) for x in outputs):
+    if any(issubclass(kind, jax.core.Tracer) for kind in set(map(type, outputs))):
         raise RuntimeError(
             f"{what} was called inside a JAX transformation (jax.jit, vmap, grad, ...): the "
             "stateful optimizer updates its own arrays and must be called from Python.  To "
