@@ -11,6 +11,7 @@ leave everything uncommitted, as JAX does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,6 +91,11 @@ class ShardLayout:
     @property
     def local_total(self) -> int:
         return sum(math.prod(s) for s in self.local_shapes)
+
+    def part(self, start: int, stop: int) -> ShardLayout:
+        """The layout of leaves ``start:stop`` alone (same mesh and placement)."""
+        specs = None if self.specs is None else self.specs[start:stop]
+        return dataclasses.replace(self, specs=specs, local_shapes=self.local_shapes[start:stop])
 
     def flat_zeros(self, dtype: Any) -> jax.Array:
         """A zero flat buffer, allocated directly with its sharding."""

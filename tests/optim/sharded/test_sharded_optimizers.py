@@ -124,9 +124,24 @@ def grads_at(step, layout):
     return placed(host_tree(100 + step), layout)
 
 
-@pytest.mark.parametrize("layout", list(LAYOUTS))
-@pytest.mark.parametrize(("cls", "kwargs", "engine"), CASES, ids=IDS)
-def test_step_keeps_shardings_and_matches_one_device(layout, cls, kwargs, engine):
+# (layout, case, leaves per kernel call): the kernel engine splits a group into calls of
+# LEAVES_PER_CALL leaves; every layout runs once with one call per group and, for the kernel
+# cases, once with a call per leaf.
+STEP_CASES = [
+    pytest.param(layout, *case, per_call, id=f"{layout}-{case_id}-{per_call}-per-call")
+    for layout in LAYOUTS
+    for case, case_id in zip(CASES, IDS, strict=True)
+    for per_call in ((128, 1) if case[2] == "kernel" else (128,))
+]
+
+
+@pytest.mark.parametrize(("layout", "cls", "kwargs", "engine", "per_call"), STEP_CASES)
+def test_step_keeps_shardings_and_matches_one_device(
+    layout, cls, kwargs, engine, per_call, monkeypatch
+):
+    from jaxsched.optim import _engines
+
+    monkeypatch.setattr(_engines, "LEAVES_PER_CALL", per_call)
     host = host_tree()
     opt = cls(groups(placed(host, layout)), **kwargs)
     one = cls(groups(jax.tree.map(jnp.asarray, host)), **kwargs)  # one device, uncommitted
