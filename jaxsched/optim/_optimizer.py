@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._grouped import GroupedState, _is_number, grouped
+from .._grouped import GroupedState, _is_number, grouped, split_hyperparams
 from . import _engines, _placement, _programs, _trees
 from ._hyper import HyperVector
 from ._param_group import ParamGroup
@@ -67,6 +67,7 @@ class Optimizer:
         for spec in specs:
             self.param_groups.append(ParamGroup(self, len(self.param_groups), self._values(spec)))
         self._dirty: set[tuple[int, str]] = set()
+        self._program_cache: dict[Any, dict[Any, _programs.Programs]] = {}
         self.steps_taken = 0  # lets schedulers warn when they are stepped first, as torch does
         self._build(previous=None)
 
@@ -143,12 +144,39 @@ class Optimizer:
         }
         self._references = _programs.References(self._treedef)
         self._callbacks: dict[Any, bool] = {}  # train-step key -> its loss calls back
-        self._programs: dict[Any, _programs.Programs] = {}  # entry point -> its jitted rules
         # Two update rules: the general one (every numeric value read at run time) and, when
         # some XLA group's weight decay is exactly 0, one that skips that term (a coupled decay
         # term makes XLA read the parameters in two more passes: +12-17% per Adam step even at
         # 0; the kernels skip it at run time).
         self._fast_pattern = self._zero_decay_groups()
+        # entry point -> its jitted rules; kept per configuration, so that a load or a flag
+        # switched back to one seen before compiles nothing.
+        self._programs = _programs.cached(self._program_cache, self._configuration())
+        for programs in self._programs.values():
+            programs.forget()
+
+    def _configuration(self) -> Any:
+        """Everything the compiled programs depend on besides the values in the vector (a
+        hashable key), or a fresh object when some static value is unhashable."""
+        statics = []
+        for pg in self.param_groups:
+            kwargs = self._factory_kwargs(pg._values)
+            statics.append(tuple(sorted(split_hyperparams(kwargs)[1].items())))
+        key = (
+            self._treedef,
+            tuple(self._signature),
+            tuple(tuple(idx) for idx in self._group_indices),
+            tuple(leaf.sharding if leaf.committed else None for leaf in self._leaves),
+            tuple(e.info for e in self._engines),
+            tuple(statics),
+            tuple((g, tuple(names.items())) for g, names in self._vector.layout.items()),
+            frozenset(self._fast_pattern),
+        )
+        try:
+            hash(key)
+        except TypeError:
+            return object()
+        return key
 
     def _rules(self, in_place: bool) -> tuple[_programs.Update, _programs.Update | None]:
         rule = functools.partial(

@@ -133,6 +133,18 @@ def train_step(update: Update, loss_fn: Callable, has_aux: bool, treedef: Any) -
     return step
 
 
+def cached(cache: dict[Any, dict], configuration: Any, size: int = 8) -> dict:
+    """The programs of ``configuration`` (a fresh dict the first time); the ``size`` most
+    recently used configurations are kept."""
+    programs = cache.pop(configuration, None)
+    if programs is None:
+        programs = {}
+    cache[configuration] = programs
+    while len(cache) > size:
+        del cache[next(iter(cache))]
+    return programs
+
+
 # -- what a program may donate ------------------------------------------------------------------
 
 

@@ -272,3 +272,29 @@ def test_state_split_across_processes_names_orbax_for_state_dict():
     with pytest.raises(RuntimeError, match=r"split across processes.*orbax"):
         host_copy(Remote())
     np.testing.assert_array_equal(host_copy(jnp.arange(3.0)), np.arange(3.0))
+
+
+def test_loads_and_flags_switched_back_reuse_their_programs():
+    from tests.compile_counter import count_compiles
+
+    tree = {"a": jnp.ones((3, 2)), "b": jnp.ones(4)}
+    grads = jax.tree.map(lambda x: 0.1 * x, tree)
+    for opt in (
+        optim.SGD(tree, lr=0.1, momentum=0.9),
+        optim.SGD(tree, lr=0.1, momentum=0.9, fused=False),
+    ):
+        opt.step(grads)
+        saved = opt.state_dict()
+        opt.load_state_dict(saved)  # (the first load compiles its small copy helpers)
+        opt.step(grads)
+        opt.param_groups[0]["nesterov"] = True
+        opt.step(grads)  # a new configuration: compiles once
+        opt.param_groups[0]["nesterov"] = False
+        with count_compiles() as compiles:
+            opt.step(grads)  # back to the first configuration
+            opt.load_state_dict(saved)
+            opt.step(grads)
+            opt.load_state_dict(saved)
+            opt.step(grads)
+            jax.block_until_ready(opt.params)
+        assert compiles() == 0
