@@ -17,7 +17,9 @@ from ._common import (
     is_zero,
     map_leaves,
     need_params,
+    python_max,
     scalar_dtype,
+    step_to,
     value_at,
 )
 
@@ -108,7 +110,7 @@ def adafactor(
             p = c(p)
             e1 = float(jnp.finfo(p.dtype).eps) if eps1 is None else value_at(eps1, count)
             rms_p = jnp.linalg.norm(p.ravel()) / math.sqrt(max(p.size, 1))
-            alpha = jnp.maximum(c(eps2_t), rms_p) * c(rho)
+            alpha = python_max(c(eps2_t), rms_p) * c(rho)
             w = c(weight)
             row_new = col_new = var_new = None
             if g.ndim > 1:
@@ -125,10 +127,10 @@ def adafactor(
                 var_new = var_new.astype(var.dtype)
             update = jax.lax.rsqrt(jnp.maximum(estimate, e1 * e1)) * g
             rms_u = jnp.linalg.norm(update.ravel()) / (math.sqrt(max(update.size, 1)) * c(d_t))
-            scale = -alpha / jnp.maximum(1.0, rms_u)
+            scale = -alpha / python_max(c(1.0), rms_u)
             shrunk = p * c(1 - lr_t * wd_t) if decay else p
             p_new = shrunk + scale * update
-            return (p_new - p).astype(g.dtype), row_new, col_new, var_new
+            return step_to(p_new, p).astype(g.dtype), row_new, col_new, var_new
 
         updates, rows, cols, full = map_leaves(
             leaf, grads, params, state.row_var, state.col_var, state.variance

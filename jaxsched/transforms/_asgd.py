@@ -21,6 +21,8 @@ from ._common import (
     need_params,
     scalar_dtype,
     signed_grad,
+    step_to,
+    torch_sign,
     tree_zeros_like,
     value_at,
 )
@@ -90,7 +92,7 @@ def asgd(
             p_new = p * cast(shrink, dtype) + cast(-eta, dtype) * g
             ax_c = cast(ax, dtype)
             ax_new = jnp.where(mu == 1, p_new, ax_c + (p_new - ax_c) * cast(mu, dtype))
-            return (p_new - p).astype(g.dtype), ax_new.astype(ax.dtype)
+            return step_to(p_new, p).astype(g.dtype), ax_new.astype(ax.dtype)
 
         updates, ax = map_leaves(leaf, grads, params, state.ax)
         t = (count + 1).astype(scalar_dtype())
@@ -156,11 +158,11 @@ def rprop(
         def leaf(g, prev, size):
             dtype = compute_dtype(g)
             g = -cast(g, dtype) if maximize else cast(g, dtype)
-            s = jnp.sign(g * cast(prev, dtype))
+            s = torch_sign(g * cast(prev, dtype))
             factor = jnp.where(s > 0, cast(plus, dtype), jnp.where(s < 0, cast(minus, dtype), 1.0))
             size_new = jnp.clip(cast(size, dtype) * factor, cast(low, dtype), cast(high, dtype))
             g = jnp.where(s < 0, 0.0, g).astype(dtype)
-            update = -(jnp.sign(g) * size_new)
+            update = -(torch_sign(g) * size_new)
             return update.astype(g.dtype), g.astype(prev.dtype), size_new.astype(size.dtype)
 
         updates, prev, sizes = map_leaves(leaf, grads, state.prev, state.step_size)

@@ -188,6 +188,24 @@ def pow_t(beta: Hyperparam, t: jax.Array) -> jax.Array:
     return jnp.power(jnp.asarray(beta, dtype), t.astype(dtype))
 
 
+def step_to(new: jax.Array, old: jax.Array) -> jax.Array:
+    """The update that takes ``old`` to ``new`` under ``optax.apply_updates`` (``old + u``):
+    ``new - old``, and 0 where they are equal, so that an infinite parameter that stays
+    infinite is not turned into NaN by ``inf - inf``."""
+    return jnp.where(new == old, jnp.zeros_like(new), new - old)
+
+
+def torch_sign(x: jax.Array) -> jax.Array:
+    """``torch.sign``: 0 for NaN (``jnp.sign`` gives NaN)."""
+    return jnp.where(jnp.isnan(x), jnp.zeros_like(x), jnp.sign(x))
+
+
+def python_max(a: Any, b: Any) -> jax.Array:
+    """Python's ``max(a, b)`` on scalars, which torch's Adafactor uses: ``b`` only when
+    ``b > a``, so a NaN ``b`` gives ``a`` (``jnp.maximum`` gives NaN)."""
+    return jnp.where(b > a, b, a)
+
+
 def need_params(name: str, params: Any) -> Any:
     if params is None:
         raise ValueError(

@@ -298,3 +298,42 @@ def test_loads_and_flags_switched_back_reuse_their_programs():
             opt.step(grads)
             jax.block_until_ready(opt.params)
         assert compiles() == 0
+
+
+NONFINITE_CASES = [
+    ("SGD", dict(lr=0.1, momentum=0.9)),
+    ("Adam", dict(lr=0.1)),
+    ("AdamW", dict(lr=0.1, amsgrad=True)),
+    ("Adagrad", dict(lr=0.1)),
+    ("Adadelta", dict(lr=0.1)),
+    ("Adamax", dict(lr=0.1)),
+    ("ASGD", dict(lr=0.1)),
+    ("NAdam", dict(lr=0.1)),
+    ("RAdam", dict(lr=0.1)),
+    ("RMSprop", dict(lr=0.1, momentum=0.5)),
+    ("Rprop", dict(lr=0.1)),
+    ("Adafactor", dict(lr=0.1)),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), NONFINITE_CASES, ids=[c[0] for c in NONFINITE_CASES])
+@pytest.mark.parametrize(
+    "bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"]
+)
+def test_non_finite_gradients_spread_as_in_torch(name, kwargs, bad, x64):
+    """A NaN or an infinity in one element of one gradient: every element ends where torch
+    puts it (NaN where torch has NaN, the same infinities, the rest equal)."""
+    start = np.array([1.0, 2.0, -1.5, 0.5])
+    tensor = torch.nn.Parameter(torch.tensor(start))
+    theirs = getattr(torch.optim, name)([tensor], **kwargs)
+    ours = getattr(optim, name)({"w": jnp.asarray(start)}, **kwargs)
+    for i in range(3):
+        g = np.array([0.3, -0.2, 0.1, 0.4]) * (i + 1)
+        if i == 1:
+            g[2] = bad
+        tensor.grad = torch.tensor(g)
+        theirs.step()
+        ours.step({"w": jnp.asarray(g)})
+    expected, got = tensor.detach().numpy(), np.asarray(ours.params["w"])
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0, equal_nan=True)
