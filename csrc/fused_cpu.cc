@@ -91,8 +91,11 @@ void LeafPart(const Leaves& leaves, size_t l, int64_t first, const Loop& loop) {
 }
 
 // ---- SGD --------------------------------------------------------------------------------------
-// scalars: -lr, momentum, 1 - dampening, weight_decay, first step (1 or 0).
-template <typename T, bool kMaximize, bool kNesterov, bool kDecay, bool kRestart, bool kInPlace>
+// scalars: -lr, momentum, 1 - dampening, weight_decay, no buffer yet (1 or 0).
+// kMomentum: momentum != 0 (at 0 torch neither uses nor touches the buffer); kRestart: the first
+// step with momentum, where torch's buffer starts as the gradient.
+template <typename T, bool kMaximize, bool kNesterov, bool kDecay, bool kMomentum, bool kRestart,
+          bool kInPlace>
 void SgdLoop(const T* __restrict__ p_in, T* __restrict__ p, const T* __restrict__ g,
              T* __restrict__ b, int64_t n, const T* s) {
   const T neg_lr = s[0], mom = s[1], one_minus_damp = s[2], wd = s[3];
@@ -100,6 +103,10 @@ void SgdLoop(const T* __restrict__ p_in, T* __restrict__ p, const T* __restrict_
     const T pi = kInPlace ? p[i] : p_in[i];
     T d = kMaximize ? -g[i] : g[i];
     if (kDecay) d = d + wd * pi;
+    if (!kMomentum) {
+      p[i] = pi + neg_lr * d;
+      continue;
+    }
     const T buf = kRestart ? d : b[i] * mom + d * one_minus_damp;
     b[i] = buf;
     const T dir = kNesterov ? d + mom * buf : buf;
@@ -197,16 +204,16 @@ ffi::Error Sgd(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs 
   auto leaves = Gather<T>(args, rets, 1, flat);
   if (leaves.has_error()) return leaves.error();
   const T* s = static_cast<const T*>(scalars.untyped_data());
-  // momentum 0 (torch keeps no buffer) or the first step: the buffer restarts from d.
-  const bool flags[4] = {maximize, nesterov, s[3] != T(0), s[1] == T(0) || s[4] != T(0)};
-  Dispatch<4>(
+  const bool flags[5] = {maximize, nesterov, s[3] != T(0), s[1] != T(0), s[4] != T(0)};
+  Dispatch<5>(
       [&](auto f) {
-        [&]<bool kMax, bool kNes, bool kDecay, bool kRestart>(Flags<kMax, kNes, kDecay, kRestart>) {
+        [&]<bool kMax, bool kNes, bool kDecay, bool kMom, bool kRestart>(
+            Flags<kMax, kNes, kDecay, kMom, kRestart>) {
           Parallel(pool, leaves->total(), [&](int64_t lo, int64_t hi) {
             ForEachPart(*leaves, lo, hi, [&](size_t l, int64_t start, int64_t a, int64_t b) {
               LeafPart<T>(*leaves, l, a, [&]<bool kInPlace>(const T* in, T* out, const T* g) {
-                SgdLoop<T, kMax, kNes, kDecay, kRestart, kInPlace>(in, out, g, flat[0] + start + a,
-                                                                   b - a, s);
+                SgdLoop<T, kMax, kNes, kDecay, kMom, kRestart, kInPlace>(
+                    in, out, g, flat[0] + start + a, b - a, s);
               });
             });
           });

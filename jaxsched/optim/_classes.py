@@ -15,7 +15,11 @@ class SGD(Optimizer):
     _keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize", "foreach",
              "differentiable", "fused")  # fmt: skip
     _has_step = False
-    _conditional: ClassVar[dict] = {"momentum_buffer": lambda g: g["momentum"] != 0}
+    # torch's buffer exists once a step used momentum (and stays while the momentum is 0)
+    _conditional: ClassVar[dict] = {
+        "momentum_buffer": lambda g, s: int(s.momentum_steps) > 0,
+        "momentum_steps": lambda g, s: False,  # ours: torch's "the buffer exists"
+    }
 
     def __init__(self, params: Any, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
@@ -186,8 +190,8 @@ class RMSprop(Optimizer):
     _keys = ("lr", "momentum", "alpha", "eps", "centered", "weight_decay", "capturable",
              "foreach", "maximize", "differentiable")  # fmt: skip
     _conditional: ClassVar[dict] = {
-        "momentum_buffer": lambda g: g["momentum"] > 0,
-        "grad_avg": lambda g: g["centered"],
+        "momentum_buffer": lambda g, s: g["momentum"] > 0,
+        "grad_avg": lambda g, s: g["centered"],
     }
 
     def __init__(self, params: Any, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,

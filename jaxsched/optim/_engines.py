@@ -207,7 +207,7 @@ class KernelEngine:
     def update(self, params, grads, state, hyper, derived, *, in_place, zero_decay):
         del zero_decay  # the kernel skips a zero decay term at run time
         kind, flags, layout = self._kind, self._flags, self._layout
-        scalars = _fused.scalars(kind, hyper, derived, state.count, self._dtype)
+        scalars = _fused.scalars(kind, hyper, derived, state, self._dtype)
         new_params: list[jax.Array] = []
         new_buffers: list[list[jax.Array]] = [[] for _ in self._fields]
         for i, part in enumerate(self._parts):
@@ -231,8 +231,10 @@ class KernelEngine:
             new_params.extend(p)
             for column, buffer in zip(new_buffers, b, strict=True):
                 column.append(buffer)
-        new_state = state._replace(count=state.count + 1, **dict(zip(self._fields, new_buffers,
-                                                                     strict=True)))  # fmt: skip
+        new_state = state._replace(
+            **_fused.advance(kind, state, hyper),
+            **dict(zip(self._fields, new_buffers, strict=True)),
+        )
         return new_params, new_state
 
 

@@ -164,12 +164,15 @@ def derive(kind: str) -> Callable[[Mapping[str, Any]], dict[str, float]]:
     return adam
 
 
-def scalars(kind: str, hyper: Mapping[str, Any], derived: Mapping[str, Any], count, dtype):
-    """The kernel's scalar buffer for a step after ``count`` steps (traced values from the
-    hyperparameter vector; the order is the one ``csrc/fused_cpu.cc`` reads)."""
+def scalars(kind: str, hyper: Mapping[str, Any], derived: Mapping[str, Any], counters, dtype):
+    """The kernel's scalar buffer for a step from the group's state ``counters`` (its scalar
+    fields) and the traced values of the hyperparameter vector; the order is the one
+    ``csrc/fused_cpu.cc`` reads."""
+    count = counters.count
     if kind == "sgd":
         lr, mom, wd = (hyper[k] for k in ("lr", "momentum", "weight_decay"))
-        values = [-lr, mom, derived["one_minus_dampening"], wd, (count == 0).astype(dtype)]
+        no_buffer = (counters.momentum_steps == 0).astype(dtype)
+        values = [-lr, mom, derived["one_minus_dampening"], wd, no_buffer]
     else:
         t = (count + 1).astype(derived["log_beta1"].dtype)
         step_size = hyper["lr"] / -jnp.expm1(t * derived["log_beta1"])
@@ -179,6 +182,14 @@ def scalars(kind: str, hyper: Mapping[str, Any], derived: Mapping[str, Any], cou
             derived["one_minus_beta2"], hyper["weight_decay"], derived["decay_factor"],
         ]  # fmt: skip
     return jnp.stack([cast(x, dtype) for x in values])
+
+
+def advance(kind: str, state: Any, hyper: Mapping[str, Any]) -> dict[str, Any]:
+    """The state's scalar fields after a step."""
+    out = {"count": state.count + 1}
+    if kind == "sgd":
+        out["momentum_steps"] = state.momentum_steps + (hyper["momentum"] != 0).astype(jnp.int32)
+    return out
 
 
 def attributes(kind: str, statics: Mapping[str, Any]) -> dict[str, bool]:

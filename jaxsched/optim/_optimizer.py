@@ -45,7 +45,7 @@ class Optimizer:
     _has_step: ClassVar[bool] = True  # torch keeps a per-parameter "step" entry
     _state_from_start: ClassVar[bool] = False  # torch fills the state at construction (Adagrad)
     # per-parameter state entries torch keeps only under a condition on the group's values
-    _conditional: ClassVar[dict[str, Callable[[Mapping[str, Any]], bool]]] = {}
+    _conditional: ClassVar[dict[str, Callable[[Mapping[str, Any], Any], bool]]] = {}
 
     def __init__(self, params: Any, defaults: Mapping[str, Any]) -> None:
         self.defaults = dict(defaults)
@@ -461,9 +461,10 @@ class Optimizer:
     def _group_leaves(self, g: int) -> list[jax.Array]:
         return [self._leaves[i] for i in self._group_indices[g]]
 
-    def _keeps(self, field: str, values: Mapping[str, Any]) -> bool:
+    def _keeps(self, field: str, values: Mapping[str, Any], state: Any) -> bool:
+        """Whether torch's state holds ``field`` for a group with ``values`` and ``state``."""
         condition = self._conditional.get(field)
-        return condition is None or bool(condition(values))
+        return condition is None or bool(condition(values, state))
 
     def _mark_dirty(self, g: int, key: str) -> None:
         """Called by ``ParamGroup.__setitem__``.  A number written over a number (the common

@@ -68,7 +68,7 @@ def to_torch_layout(opt: Optimizer) -> dict[str, Any]:
                     if field == "count":
                         if opt._has_step:
                             entry["step"] = np.asarray(count, np.float32)
-                    elif value is not None and opt._keeps(field, group._values):
+                    elif value is not None and opt._keeps(field, group._values, inner):
                         leaf = value[j] if isinstance(value, list) else value
                         if leaf is not None:
                             entry[field] = host_copy(leaf)
@@ -128,6 +128,10 @@ def _loaded_fields(opt: Optimizer, shapes: Any, entries: list[Mapping], ids: lis
     field: ``{position: array}``), checked against the state's ``shapes``."""
     fields: dict[str, Any] = {}
     with_state = [e for e in entries if e]
+    if "momentum_steps" in shapes._fields and shapes.momentum_steps is not None:
+        # SGD: a saved buffer is torch's "a step used momentum"
+        buffered = any("momentum_buffer" in e for e in with_state)
+        fields["momentum_steps"] = np.asarray(int(buffered), shapes.momentum_steps.dtype)
     if with_state and len(with_state) < len(entries):
         empty = [pid for pid, e in zip(ids, entries, strict=True) if not e]
         raise ValueError(

@@ -27,10 +27,13 @@ from ._common import (
 
 class SGDState(NamedTuple):
     """``count``: updates applied; ``momentum_buffer``: torch's buffer (``None`` without
-    momentum, as torch keeps no state then)."""
+    momentum, as torch keeps no state then); ``momentum_steps``: the updates that used a
+    non-zero momentum (torch creates the buffer from the gradient at the first of them and
+    leaves it untouched while the momentum is 0)."""
 
     count: jax.Array
     momentum_buffer: Any
+    momentum_steps: Any = None
 
 
 def sgd(
@@ -74,8 +77,10 @@ def sgd(
     decay = not is_zero(weight_decay)
 
     def init_fn(params):
-        buffer = jax.tree.map(jnp.zeros_like, params) if use_buffer else None
-        return SGDState(jnp.zeros((), jnp.int32), buffer)
+        if not use_buffer:
+            return SGDState(jnp.zeros((), jnp.int32), None)
+        buffer = jax.tree.map(jnp.zeros_like, params)
+        return SGDState(jnp.zeros((), jnp.int32), buffer, jnp.zeros((), jnp.int32))
 
     def update_fn(grads, state, params=None):
         count = state.count
@@ -84,7 +89,7 @@ def sgd(
         )
         if decay:
             need_params("sgd", params)
-        first = count == 0
+        has_buffer = None if state.momentum_steps is None else state.momentum_steps > 0
 
         def leaf(g, p, buf):
             dtype = compute_dtype(g)
@@ -93,13 +98,18 @@ def sgd(
             if use_buffer:
                 mom = cast(mom_t, dtype)
                 blended = buf.astype(dtype) * mom + d * cast(1 - damp_t, dtype)
-                # torch keeps no buffer at momentum 0 (so no dampening either): restart from d
-                new_buf = jnp.where(first | (mom == 0), d, blended)
-                d = d + mom * new_buf if nesterov else new_buf
+                # torch: the buffer starts as the gradient at the first step with momentum, and
+                # a step at momentum 0 neither uses nor touches it (so dampening is inert then)
+                new_buf = jnp.where(mom == 0, buf.astype(dtype), jnp.where(has_buffer, blended, d))
+                direction = d + mom * new_buf if nesterov else new_buf
+                d = jnp.where(mom == 0, d, direction)
                 new_buf = new_buf.astype(buf.dtype)
             return (cast(-lr_t, dtype) * d).astype(g.dtype), new_buf
 
         updates, buffer = map_leaves(leaf, grads, params if decay else None, state.momentum_buffer)
-        return updates, SGDState(count + 1, buffer)
+        if not use_buffer:
+            return updates, SGDState(count + 1, buffer)
+        steps = state.momentum_steps + (jnp.asarray(mom_t) != 0).astype(jnp.int32)
+        return updates, SGDState(count + 1, buffer, steps)
 
     return optax.GradientTransformation(init_fn, update_fn)

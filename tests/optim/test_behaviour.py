@@ -337,3 +337,44 @@ def test_non_finite_gradients_spread_as_in_torch(name, kwargs, bad, x64):
     expected, got = tensor.detach().numpy(), np.asarray(ours.params["w"])
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "momenta",
+    [[0, 0, 0.9, 0.9], [0.9, 0, 0.9, 0.9], [0.9, 0.9, 0, 0], [0, 0.5, 0, 0.9]],
+    ids=["0-then-0.9", "0.9-0-0.9", "0.9-then-0", "0-0.5-0-0.9"],
+)
+@pytest.mark.parametrize("fused", [None, False], ids=["kernel", "xla"])
+def test_sgd_momentum_written_mid_run_matches_torch(momenta, fused, x64):
+    """torch starts the buffer from the gradient at the first step with momentum and leaves it
+    untouched at momentum 0; the state dict has it exactly when torch's does."""
+    start = np.array([1.0, 2.0, -0.5])
+    tensor = torch.nn.Parameter(torch.tensor(start))
+    theirs = torch.optim.SGD([tensor], lr=0.1, momentum=momenta[0], dampening=0.1)
+    ours = optim.SGD({"w": jnp.asarray(start)}, lr=0.1, momentum=momenta[0], dampening=0.1,
+                     fused=fused)  # fmt: skip
+    for i, m in enumerate(momenta):
+        theirs.param_groups[0]["momentum"] = ours.param_groups[0]["momentum"] = m
+        g = np.array([1.0, -0.5, 0.25]) * (i + 1)
+        tensor.grad = torch.tensor(g)
+        theirs.step()
+        ours.step({"w": jnp.asarray(g)})
+        np.testing.assert_allclose(np.asarray(ours.params["w"]), tensor.detach().numpy(),
+                                   rtol=1e-14)  # fmt: skip
+        theirs_state = theirs.state_dict()["state"]
+        ours_state = ours.state_dict()["state"]
+        assert list(ours_state.get(0, {})) == list(theirs_state.get(0, {}))
+        if 0 in theirs_state:
+            expected = theirs_state[0]["momentum_buffer"].numpy()
+            np.testing.assert_allclose(ours_state[0]["momentum_buffer"], expected, rtol=1e-14)
+    # and a torch state dict taken mid-way resumes with the same rule
+    resumed = optim.SGD({"w": jnp.asarray(start)}, lr=0.1, momentum=momenta[-1], dampening=0.1,
+                        fused=fused)  # fmt: skip
+    resumed.load_state_dict(theirs.state_dict())
+    resumed.params = {"w": jnp.asarray(tensor.detach().numpy())}
+    g = np.array([0.3, 0.2, -0.1])
+    tensor.grad = torch.tensor(g)
+    theirs.step()
+    resumed.step({"w": jnp.asarray(g)})
+    np.testing.assert_allclose(np.asarray(resumed.params["w"]), tensor.detach().numpy(),
+                               rtol=1e-14)  # fmt: skip
