@@ -54,10 +54,15 @@ class HyperVector:
             values = self._values[g]
             for key, mask in names.items():
                 slots[(g, key)] = (len(host), mask)
+                value = values[key]
                 if mask is None:
-                    host.append(float(values[key]))
+                    host.append(float(value))
+                elif not isinstance(value, (tuple, list)) or len(value) != len(mask):
+                    raise ValueError(
+                        f"param_groups[{g}][{key!r}] must hold {len(mask)} values, got {value!r}"
+                    )
                 else:
-                    host.extend(float(v) for v, m in zip(values[key], mask, strict=True) if m)
+                    host.extend(float(v) for v, m in zip(value, mask, strict=True) if m)
             derived = self._derived(g)
             derived_at[g] = (len(host), tuple(derived))
             host.extend(derived.values())

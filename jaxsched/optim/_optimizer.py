@@ -54,6 +54,10 @@ class Optimizer:
         type(self)._factory(**self._factory_kwargs(self.defaults))  # torch's errors, now
         if isinstance(params, (list, tuple)) and len(params) == 0:
             raise ValueError("optimizer got an empty parameter list")
+        if isinstance(params, (list, tuple)) and all(isinstance(g, Mapping) for g in params):
+            for i, spec in enumerate(params):
+                if "params" not in spec:  # torch: KeyError too
+                    raise KeyError(f"param_groups[{i}] has no 'params' entry: {dict(spec)!r}")
         specs = list(params) if _trees.is_group_list(params) else [{"params": params}]
         trees = [spec["params"] for spec in specs]
         union = _trees.merge(trees)

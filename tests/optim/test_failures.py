@@ -285,3 +285,14 @@ def test_torch_state_dict_with_frozen_parameters_is_refused_not_misread():
     with pytest.raises(ValueError, match="step"):
         opt.load_state_dict(twin.opt.state_dict())
     assert_twins(opt, fresh, start=0)
+
+
+def test_bad_values_name_their_key():
+    with pytest.raises(KeyError, match=r"param_groups\[1\] has no 'params' entry"):
+        optim.SGD([{"params": tree()}, {"lr": 0.1}], lr=0.1)
+    opt, twin = both(KERNEL_AND_XLA[0].values[0])
+    opt.param_groups[1]["betas"] = (0.9, 0.99, 0.5)
+    with pytest.raises(ValueError, match=r"betas to be a pair .* got \(0.9, 0.99, 0.5\)"):
+        opt.step(grads(2))
+    opt.param_groups[1]["betas"] = (0.9, 0.999)
+    assert_twins(opt, twin)
