@@ -264,6 +264,11 @@ auto GroupBinding() {
 
 }  // namespace
 
+// The kernels' interface version: raise it whenever a kernel's arguments, scalars, flags or
+// semantics change.  jaxsched.optim._fused refuses a library reporting another one (a stale
+// build left by an editable install) and runs the XLA engine instead.
+extern "C" int64_t jaxsched_kernels_version() { return 2; }
+
 #define JAXSCHED_SGD(name, T)                \
   XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Sgd<T>, \
                                 GroupBinding().Attr<bool>("maximize").Attr<bool>("nesterov"));

@@ -34,6 +34,7 @@ import functools
 import importlib.util
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -46,6 +47,8 @@ from ..transforms._common import cast
 
 _KINDS = {T.sgd: "sgd", T.adam: "adam", T.adamw: "adamw"}
 _DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+# csrc/fused_cpu.cc's jaxsched_kernels_version(): 2 = SGD's "no buffer yet" scalar and momentum flag
+KERNELS_VERSION = 2
 _TARGETS = [f"jaxsched_{k}_{d}" for k in ("sgd", "adam") for d in ("f32", "f64")]
 
 
@@ -66,12 +69,43 @@ def unavailable() -> str | None:
         if spec is None or spec.origin is None:
             return "the kernel library was not built at install"
         library = ctypes.CDLL(spec.origin)
+        stale = version_problem(library, spec.origin)
+        if stale is not None:
+            return stale
         for name in _TARGETS:
             capsule = jax.ffi.pycapsule(getattr(library, name))
             jax.ffi.register_ffi_target(name, capsule, platform="cpu")
         return None if _smoke_test() else "the kernel library failed its smoke test"
     except Exception as err:  # built against an incompatible jaxlib, no FFI, ...: XLA alone
         return f"the kernel library did not load: {err}"
+
+
+def version_problem(library: Any, origin: str) -> str | None:
+    """Why ``library`` (a loaded kernel library) is not the one this jaxsched was written for,
+    or ``None``: its ``jaxsched_kernels_version()`` must equal :data:`KERNELS_VERSION`."""
+    version = getattr(library, "jaxsched_kernels_version", None)
+    if version is not None:
+        version.restype = ctypes.c_int64
+        version = int(version())
+    if version == KERNELS_VERSION:
+        return None
+    return (
+        f"the kernel library at {origin} is version {version}, this jaxsched needs "
+        f"{KERNELS_VERSION} (a stale build: reinstall jaxsched)"
+    )
+
+
+@functools.cache
+def _warn_once(reason: str) -> None:
+    """Say once per process why SGD/Adam/AdamW run on XLA, unless the user chose it."""
+    if reason.startswith("JAXSCHED_FUSED=0") or reason.startswith("the default backend"):
+        return
+    warnings.warn(
+        f"jaxsched: the CPU kernels are not used ({reason}); optim.SGD, Adam and AdamW run "
+        f"their transforms under XLA instead (same numbers, slower)",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def _smoke_test() -> bool:
@@ -101,6 +135,7 @@ def why_not(
         return "no CPU kernel for this optimizer"
     reason = unavailable()
     if reason is not None:
+        _warn_once(reason)
         return reason
     if values.get("fused") is False:
         return "fused=False in this group"

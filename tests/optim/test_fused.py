@@ -234,3 +234,28 @@ def test_groups_beyond_one_kernel_call_match_the_xla_engine(monkeypatch):
         a, b = fast.step(grads_at(3, tree)), slow.step(grads_at(3, tree))
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-6, atol=2e-6)
+
+
+def test_a_stale_kernel_library_is_refused_and_the_fallback_is_announced(monkeypatch):
+    class Stale:  # a library built before the version symbol existed
+        pass
+
+    class Old:
+        @staticmethod
+        def jaxsched_kernels_version():
+            return 1
+
+    Old.jaxsched_kernels_version.restype = None  # ctypes functions carry a restype
+    assert _fused.version_problem(Stale(), "lib.so") == (
+        f"the kernel library at lib.so is version None, this jaxsched needs "
+        f"{_fused.KERNELS_VERSION} (a stale build: reinstall jaxsched)"
+    )
+    assert "is version 1," in _fused.version_problem(Old(), "lib.so")
+    # the library this build installed is current
+    assert _fused.unavailable() is None
+    # a fallback for a reason the user did not choose is announced once
+    _fused._warn_once.cache_clear()
+    monkeypatch.setattr(_fused, "unavailable", lambda: "the kernel library was not built")
+    with pytest.warns(RuntimeWarning, match="not used .*not built.*run their transforms under"):
+        opt = optim.Adam({"w": jnp.ones(3)}, lr=0.1)
+    assert opt.engine_info()[0].reason == "the kernel library was not built"
