@@ -5,22 +5,8 @@ headers shipped with jaxlib (a build requirement); when either is missing the bu
 without them and the optimizers run on XLA alone (same numbers, slower on CPU).
 """
 
-import platform
-
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
-
-
-def _host_vector_flags() -> list[str]:
-    """``-mavx2`` when the building x86-64 CPU has AVX2 (the package is built where it runs):
-    Adam's divisions and square root then run 8 lanes wide.  FMA stays off (-ffp-contract=off),
-    so the numbers do not depend on the flag."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
-    except OSError:
-        return []
-    return ["-mavx2"] if platform.machine() in ("x86_64", "AMD64") and "avx2" in flags else []
 
 
 class OptionalBuildExt(build_ext):
@@ -46,7 +32,6 @@ setup(
                 "-O3",
                 "-fno-math-errno",
                 "-ffp-contract=off",
-                *_host_vector_flags(),
             ],
         )
     ],
