@@ -45,26 +45,6 @@ def as_int(name: str, value: Any, *, minimum: int | None = None) -> int:
     return out
 
 
-def check_range(
-    name: str,
-    value: Any,
-    low: float | None = None,
-    high: float | None = None,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """Return ``value`` as a float after checking ``low <= value <= high`` (bounds optional)."""
-    out = as_real(name, value)
-    bad_low = low is not None and (out <= low if low_open else out < low)
-    bad_high = high is not None and (out >= high if high_open else out > high)
-    if bad_low or bad_high:
-        lo = "(-inf" if low is None else ("(" if low_open else "[") + repr(low)
-        hi = "inf)" if high is None else repr(high) + (")" if high_open else "]")
-        raise ValueError(f"Invalid {name} value: {value!r} (expected a value in {lo}, {hi})")
-    return out
-
-
 def check_base_lr(name: str, value: Any) -> float:
     """A learning rate: finite and non-negative (torch: ``Invalid learning rate``)."""
     out = as_real(name, value)

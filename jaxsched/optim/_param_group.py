@@ -55,7 +55,3 @@ class ParamGroup(MutableMapping):
         body = ", ".join(f"{k!r}: {v!r}" for k, v in self._values.items())
         n = len(self._optimizer._group_indices[self._index])
         return f"ParamGroup({{'params': [{n} arrays], {body}}})"
-
-    def hyperparameters(self) -> dict[str, Any]:
-        """The group's values without ``"params"`` (a copy)."""
-        return dict(self._values)
