@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.extend.core
 
 Update = Callable[..., tuple[Any, Any, Any]]
 
@@ -182,13 +181,22 @@ def calls_back(fn: Callable, *args: Any, **kwargs: Any) -> bool:
     ``pure_callback``, ``io_callback``): such a program may raise while it runs, so it must not
     consume (donate) the optimizer's buffers."""
 
+    def inner(value: Any) -> list[Any]:
+        """The jaxprs inside a primitive's parameter (scan bodies, cond branches, ...)."""
+        if hasattr(value, "eqns"):
+            return [value]
+        if hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):
+            return [value.jaxpr]
+        if isinstance(value, (tuple, list)):
+            return [j for v in value for j in inner(v)]
+        return []
+
     def visit(jaxpr: Any) -> bool:
         for eqn in jaxpr.eqns:
             if "callback" in eqn.primitive.name:
                 return True
-            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-                if visit(sub):
-                    return True
+            if any(visit(sub) for value in eqn.params.values() for sub in inner(value)):
+                return True
         return False
 
     return visit(jax.make_jaxpr(fn)(*args, **kwargs).jaxpr)

@@ -326,3 +326,25 @@ def test_state_dict_round_trips_continue_bit_identically(build, route, tmp_path)
         assert list(ours[i]) == list(entry)
         for key, value in entry.items():
             np.testing.assert_array_equal(ours[i][key], value)
+
+
+def test_callbacks_are_found_inside_loops_and_branches():
+    from jaxsched.optim._programs import calls_back
+
+    def in_scan(p, x):
+        def body(c, _):
+            jax.debug.callback(lambda v: None, c)
+            return c + 1, None
+
+        return jnp.sum(p) * jax.lax.scan(body, x, None, length=2)[0]
+
+    def in_cond(p, x):
+        def loud(v):
+            jax.debug.callback(lambda u: None, v)
+            return v
+
+        return jnp.sum(p) * jax.lax.cond(x > 0, loud, lambda v: v, x)
+
+    assert calls_back(in_scan, jnp.ones(3), 1.0)
+    assert calls_back(in_cond, jnp.ones(3), 1.0)
+    assert not calls_back(lambda p, x: jnp.sum(p) * x, jnp.ones(3), 1.0)
