@@ -25,6 +25,7 @@ from .._grouped import GroupedState, _is_number, grouped, split_hyperparams
 from . import _engines, _placement, _programs, _trees
 from ._hyper import HyperVector
 from ._param_group import ParamGroup
+from ._train_step import TrainStep
 
 
 class Optimizer:
@@ -328,11 +329,7 @@ class Optimizer:
         _programs.check_not_traced(grad_leaves, "optimizer.step")
         self._sync()
         args = (self._leaves, self._inner, grad_leaves, self._vector.current())
-        leaves, inner, vector = self._step_program().run(args, self._use_fast)
-        _programs.check_not_traced(leaves[:1], "optimizer.step")  # all or none are tracers
-        self._inner = inner
-        self._vector.returned(vector)
-        self._store(leaves)
+        self._adopt("optimizer.step", *self._step_program().run(args, self._use_fast))
         return self._params
 
     def make_train_step(self, loss_fn: Callable[..., Any], *, has_aux: bool = False) -> Callable:
@@ -348,45 +345,7 @@ class Optimizer:
         (arrays: a new shape compiles once); ``param_groups`` writes, schedulers and
         ``add_param_group`` work as with ``step`` and never recompile for a value change.
         """
-        if not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-        has_aux = bool(has_aux)
-
-        key = ("train", loss_fn, has_aux)
-
-        def entry(update: Callable) -> Callable:
-            return _programs.train_step(update, loss_fn, has_aux, self._treedef)
-
-        def program(args: tuple, kwargs: dict) -> _programs.Programs:
-            # The kernels write new parameter buffers (the loss reads the old ones); the state
-            # is consumed, unless the loss calls back into Python, which may raise while the
-            # program runs (then nothing is donated and a failed step loses nothing).
-            callback = self._callbacks.get(key)
-            if callback is None:
-                callback = self._callbacks[key] = _programs.calls_back(
-                    loss_fn, self._params, *args, **kwargs
-                )
-            return self._programs_for(key, entry, False, () if callback else (1,))
-
-        def train_step(*args: Any, **kwargs: Any) -> Any:
-            _programs.check_not_traced(jax.tree.leaves((args, kwargs)), "train_step")
-            self._sync()
-            full = (self._leaves, self._inner, self._vector.current(), args, kwargs)
-            leaves, inner, vector, out = program(args, kwargs).run(full, self._use_fast)
-            _programs.check_not_traced(leaves[:1], "train_step")
-            self._inner = inner
-            self._vector.returned(vector)
-            self._store(leaves)
-            return out
-
-        def lower(*args: Any, **kwargs: Any) -> Any:
-            """The program ``train_step(*args, **kwargs)`` would run, lowered."""
-            self._sync()
-            full = (self._leaves, self._inner, self._vector.current(), args, kwargs)
-            return program(args, kwargs).lower(full, self._use_fast)
-
-        train_step.lower = lower  # type: ignore[attr-defined]
-        return train_step
+        return TrainStep(self, loss_fn, has_aux=has_aux)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """A no-op, kept so torch recipes port unchanged: JAX gradients are values returned by
@@ -457,8 +416,12 @@ class Optimizer:
         """The groups' states in the transform's layout (each leaf placed like its parameter)."""
         return {g: e.to_tree(self._inner[g]) for g, e in enumerate(self._engines)}
 
-    def _store(self, leaves: list[jax.Array]) -> None:
-        """Adopt the leaves a step returned."""
+    def _adopt(self, what: str, leaves: list[jax.Array], inner: Any, vector: Any) -> None:
+        """Take what a program returned: new parameter leaves, state and vector (refused, with
+        nothing changed, when the call ran under a JAX transformation)."""
+        _programs.check_not_traced(leaves[:1], what)  # all outputs or none are tracers
+        self._inner = inner
+        self._vector.returned(vector)
         self._leaves, self._params = leaves, self._treedef.unflatten(leaves)
         self.steps_taken += 1
 
