@@ -24,6 +24,28 @@ namespace ffi = xla::ffi;
 
 namespace {
 
+// The scalars each kernel reads, by name.  The Python side packs them in the order that
+// jaxsched_{sgd,adam}_scalar_names() lists (checked against its own names at load), so no
+// position is written twice.
+template <typename T>
+struct SgdScalars {
+  T neg_lr, momentum, one_minus_dampening, weight_decay, no_buffer;
+};
+constexpr const char kSgdScalarNames[] =
+    "neg_lr,momentum,one_minus_dampening,weight_decay,no_buffer";
+
+template <typename T>
+struct AdamScalars {
+  T neg_step_size, bias_correction2_sqrt, eps, one_minus_beta1, beta2, one_minus_beta2,
+      weight_decay, decay_factor;
+};
+constexpr const char kAdamScalarNames[] =
+    "neg_step_size,bias_correction2_sqrt,eps,one_minus_beta1,beta2,one_minus_beta2,"
+    "weight_decay,decay_factor";
+
+static_assert(sizeof(SgdScalars<double>) == 5 * sizeof(double), "no padding");
+static_assert(sizeof(AdamScalars<float>) == 8 * sizeof(float), "no padding");
+
 // The leaves of one parameter group, laid end to end: leaf l covers [offset[l], offset[l+1]).
 // A leaf's new value goes to param_out; it is read from param_in, the same buffer when the
 // caller aliases them (opt.step: in place) or another one (a train step, where the loss reads
@@ -91,14 +113,15 @@ void LeafPart(const Leaves& leaves, size_t l, int64_t first, const Loop& loop) {
 }
 
 // ---- SGD --------------------------------------------------------------------------------------
-// scalars: -lr, momentum, 1 - dampening, weight_decay, no buffer yet (1 or 0).
+// no_buffer: 1 before the first step with momentum, else 0.
 // kMomentum: momentum != 0 (at 0 torch neither uses nor touches the buffer); kRestart: the first
 // step with momentum, where torch's buffer starts as the gradient.
 template <typename T, bool kMaximize, bool kNesterov, bool kDecay, bool kMomentum, bool kRestart,
           bool kInPlace>
 [[gnu::always_inline]] inline void SgdBody(const T* __restrict__ p_in, T* __restrict__ p, const T* __restrict__ g,
-             T* __restrict__ b, int64_t n, const T* s) {
-  const T neg_lr = s[0], mom = s[1], one_minus_damp = s[2], wd = s[3];
+             T* __restrict__ b, int64_t n, const SgdScalars<T>& s) {
+  const T neg_lr = s.neg_lr, mom = s.momentum, one_minus_damp = s.one_minus_dampening,
+          wd = s.weight_decay;
   for (int64_t i = 0; i < n; ++i) {
     const T pi = kInPlace ? p[i] : p_in[i];
     T d = kMaximize ? -g[i] : g[i];
@@ -123,9 +146,11 @@ ffi::Error Sgd(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs 
 // weight_decay, 1 - lr * weight_decay.  kDecay: 0 none, 1 coupled (L2), 2 decoupled (AdamW).
 template <typename T, bool kMaximize, bool kAmsgrad, int kDecay, bool kInPlace>
 [[gnu::always_inline]] inline void AdamBody(const T* __restrict__ p_in, T* __restrict__ p, const T* __restrict__ g,
-              T* __restrict__ m, T* __restrict__ v, T* __restrict__ vmax, int64_t n, const T* s) {
-  const T neg_step = s[0], bc2_sqrt = s[1], eps = s[2], one_minus_b1 = s[3], b2 = s[4],
-          one_minus_b2 = s[5], wd = s[6], shrink = s[7];
+              T* __restrict__ m, T* __restrict__ v, T* __restrict__ vmax, int64_t n,
+              const AdamScalars<T>& s) {
+  const T neg_step = s.neg_step_size, bc2_sqrt = s.bias_correction2_sqrt, eps = s.eps,
+          one_minus_b1 = s.one_minus_beta1, b2 = s.beta2, one_minus_b2 = s.one_minus_beta2,
+          wd = s.weight_decay, shrink = s.decay_factor;
   for (int64_t i = 0; i < n; ++i) {
     const T pi = kInPlace ? p[i] : p_in[i];
     T gi = kMaximize ? -g[i] : g[i];
@@ -161,16 +186,17 @@ inline bool HasAvx2() { return false; }
 #endif
 
 template <typename T, bool... kFlags>
-void SgdPlain(const T* p_in, T* p, const T* g, T* b, int64_t n, const T* s) {
+void SgdPlain(const T* p_in, T* p, const T* g, T* b, int64_t n, const SgdScalars<T>& s) {
   SgdBody<T, kFlags...>(p_in, p, g, b, n, s);
 }
 template <typename T, bool... kFlags>
-JAXSCHED_AVX2 void SgdWide(const T* p_in, T* p, const T* g, T* b, int64_t n, const T* s) {
+JAXSCHED_AVX2 void SgdWide(const T* p_in, T* p, const T* g, T* b, int64_t n,
+                           const SgdScalars<T>& s) {
   SgdBody<T, kFlags...>(p_in, p, g, b, n, s);
 }
 template <typename T, bool kMaximize, bool kNesterov, bool kDecay, bool kMomentum, bool kRestart,
           bool kInPlace>
-void SgdLoop(const T* p_in, T* p, const T* g, T* b, int64_t n, const T* s) {
+void SgdLoop(const T* p_in, T* p, const T* g, T* b, int64_t n, const SgdScalars<T>& s) {
   if (HasAvx2()) {
     SgdWide<T, kMaximize, kNesterov, kDecay, kMomentum, kRestart, kInPlace>(p_in, p, g, b, n, s);
   } else {
@@ -179,16 +205,18 @@ void SgdLoop(const T* p_in, T* p, const T* g, T* b, int64_t n, const T* s) {
 }
 
 template <typename T, bool kMaximize, bool kAmsgrad, int kDecay, bool kInPlace>
-void AdamPlain(const T* p_in, T* p, const T* g, T* m, T* v, T* vmax, int64_t n, const T* s) {
+void AdamPlain(const T* p_in, T* p, const T* g, T* m, T* v, T* vmax, int64_t n,
+               const AdamScalars<T>& s) {
   AdamBody<T, kMaximize, kAmsgrad, kDecay, kInPlace>(p_in, p, g, m, v, vmax, n, s);
 }
 template <typename T, bool kMaximize, bool kAmsgrad, int kDecay, bool kInPlace>
 JAXSCHED_AVX2 void AdamWide(const T* p_in, T* p, const T* g, T* m, T* v, T* vmax, int64_t n,
-                            const T* s) {
+                            const AdamScalars<T>& s) {
   AdamBody<T, kMaximize, kAmsgrad, kDecay, kInPlace>(p_in, p, g, m, v, vmax, n, s);
 }
 template <typename T, bool kMaximize, bool kAmsgrad, int kDecay, bool kInPlace>
-void AdamLoop(const T* p_in, T* p, const T* g, T* m, T* v, T* vmax, int64_t n, const T* s) {
+void AdamLoop(const T* p_in, T* p, const T* g, T* m, T* v, T* vmax, int64_t n,
+              const AdamScalars<T>& s) {
   if (HasAvx2()) {
     AdamWide<T, kMaximize, kAmsgrad, kDecay, kInPlace>(p_in, p, g, m, v, vmax, n, s);
   } else {
@@ -253,8 +281,12 @@ ffi::Error Sgd(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs 
   std::vector<T*> flat;
   auto leaves = Gather<T>(args, rets, 1, flat);
   if (leaves.has_error()) return leaves.error();
-  const T* s = static_cast<const T*>(scalars.untyped_data());
-  const bool flags[5] = {maximize, nesterov, s[3] != T(0), s[1] != T(0), s[4] != T(0)};
+  if (scalars.element_count() != sizeof(SgdScalars<T>) / sizeof(T)) {
+    return ffi::Error::InvalidArgument("jaxsched sgd: scalar count");
+  }
+  const auto& s = *static_cast<const SgdScalars<T>*>(scalars.untyped_data());
+  const bool flags[5] = {maximize, nesterov, s.weight_decay != T(0), s.momentum != T(0),
+                         s.no_buffer != T(0)};
   Dispatch<5>(
       [&](auto f) {
         [&]<bool kMax, bool kNes, bool kDecay, bool kMom, bool kRestart>(
@@ -279,8 +311,11 @@ ffi::Error Adam(ffi::ThreadPool pool, ffi::AnyBuffer scalars, ffi::RemainingArgs
   std::vector<T*> flat;
   auto leaves = Gather<T>(args, rets, amsgrad ? 3 : 2, flat);
   if (leaves.has_error()) return leaves.error();
-  const T* s = static_cast<const T*>(scalars.untyped_data());
-  const bool decay = s[6] != T(0);
+  if (scalars.element_count() != sizeof(AdamScalars<T>) / sizeof(T)) {
+    return ffi::Error::InvalidArgument("jaxsched adam: scalar count");
+  }
+  const auto& s = *static_cast<const AdamScalars<T>*>(scalars.untyped_data());
+  const bool decay = s.weight_decay != T(0);
   const bool flags[4] = {maximize, amsgrad, decay && !decoupled, decay && decoupled};
   Dispatch<4>(
       [&](auto f) {
@@ -317,7 +352,9 @@ auto GroupBinding() {
 // The kernels' interface version: raise it whenever a kernel's arguments, scalars, flags or
 // semantics change.  jaxsched.optim._fused refuses a library reporting another one (a stale
 // build left by an editable install) and runs the XLA engine instead.
-extern "C" int64_t jaxsched_kernels_version() { return 2; }
+extern "C" int64_t jaxsched_kernels_version() { return 3; }
+extern "C" const char* jaxsched_sgd_scalar_names() { return kSgdScalarNames; }
+extern "C" const char* jaxsched_adam_scalar_names() { return kAdamScalarNames; }
 
 #define JAXSCHED_SGD(name, T)                \
   XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Sgd<T>, \

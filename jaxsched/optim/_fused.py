@@ -47,8 +47,17 @@ from ..transforms._common import cast
 
 _KINDS = {T.sgd: "sgd", T.adam: "adam", T.adamw: "adamw"}
 _DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
-# csrc/fused_cpu.cc's jaxsched_kernels_version(): 2 = SGD's "no buffer yet" scalar and momentum flag
-KERNELS_VERSION = 2
+# csrc/fused_cpu.cc's jaxsched_kernels_version(): 2 = SGD's "no buffer yet" scalar and momentum
+# flag; 3 = named scalars (the library lists them; checked at load)
+KERNELS_VERSION = 3
+# The scalars each kernel reads, in the order of the library's SgdScalars / AdamScalars structs.
+SCALAR_NAMES = {
+    "sgd": ("neg_lr", "momentum", "one_minus_dampening", "weight_decay", "no_buffer"),
+    "adam": (
+        "neg_step_size", "bias_correction2_sqrt", "eps", "one_minus_beta1", "beta2",
+        "one_minus_beta2", "weight_decay", "decay_factor",
+    ),
+}  # fmt: skip
 _TARGETS = [f"jaxsched_{k}_{d}" for k in ("sgd", "adam") for d in ("f32", "f64")]
 
 
@@ -87,12 +96,20 @@ def version_problem(library: Any, origin: str) -> str | None:
     if version is not None:
         version.restype = ctypes.c_int64
         version = int(version())
-    if version == KERNELS_VERSION:
-        return None
-    return (
-        f"the kernel library at {origin} is version {version}, this jaxsched needs "
-        f"{KERNELS_VERSION} (a stale build: reinstall jaxsched)"
-    )
+    if version != KERNELS_VERSION:
+        return (
+            f"the kernel library at {origin} is version {version}, this jaxsched needs "
+            f"{KERNELS_VERSION} (a stale build: reinstall jaxsched)"
+        )
+    for kind, names in SCALAR_NAMES.items():
+        listed = getattr(library, f"jaxsched_{kind}_scalar_names")
+        listed.restype = ctypes.c_char_p
+        if listed().decode() != ",".join(names):
+            return (
+                f"the kernel library at {origin} reads the {kind} scalars as "
+                f"{listed().decode()!r}, this jaxsched packs {','.join(names)!r}"
+            )
+    return None
 
 
 @functools.cache
@@ -110,7 +127,11 @@ def _warn_once(reason: str) -> None:
 
 def _smoke_test() -> bool:
     p, g = jnp.arange(4.0, dtype=jnp.float32), jnp.ones(4, jnp.float32)
-    scalars = jnp.array([-0.5, 0.9, 1.0, 0.0, 1.0], jnp.float32)  # first SGD step, lr 0.5
+    scalars = pack(  # the first SGD step with momentum, lr 0.5
+        "sgd",
+        dict(neg_lr=-0.5, momentum=0.9, one_minus_dampening=1.0, weight_decay=0.0, no_buffer=1.0),
+        jnp.float32,
+    )
     new_p, buf = call("sgd", scalars, [p], [g], [jnp.zeros(4, jnp.float32)], nesterov=False,
                        maximize=False)  # fmt: skip
     expected = np.arange(4.0, dtype=np.float32) - 0.5
@@ -205,18 +226,32 @@ def scalars(kind: str, hyper: Mapping[str, Any], derived: Mapping[str, Any], cou
     ``csrc/fused_cpu.cc`` reads."""
     count = counters.count
     if kind == "sgd":
-        lr, mom, wd = (hyper[k] for k in ("lr", "momentum", "weight_decay"))
-        no_buffer = (counters.momentum_steps == 0).astype(dtype)
-        values = [-lr, mom, derived["one_minus_dampening"], wd, no_buffer]
+        values = {
+            "neg_lr": -hyper["lr"],
+            "momentum": hyper["momentum"],
+            "one_minus_dampening": derived["one_minus_dampening"],
+            "weight_decay": hyper["weight_decay"],
+            "no_buffer": (counters.momentum_steps == 0).astype(dtype),
+        }
     else:
         t = (count + 1).astype(derived["log_beta1"].dtype)
-        step_size = hyper["lr"] / -jnp.expm1(t * derived["log_beta1"])
-        bc2_sqrt = jnp.sqrt(-jnp.expm1(t * derived["log_beta2"]))
-        values = [
-            -step_size, bc2_sqrt, hyper["eps"], derived["one_minus_beta1"], hyper["betas"][1],
-            derived["one_minus_beta2"], hyper["weight_decay"], derived["decay_factor"],
-        ]  # fmt: skip
-    return jnp.stack([cast(x, dtype) for x in values])
+        values = {
+            "neg_step_size": -hyper["lr"] / -jnp.expm1(t * derived["log_beta1"]),
+            "bias_correction2_sqrt": jnp.sqrt(-jnp.expm1(t * derived["log_beta2"])),
+            "eps": hyper["eps"],
+            "one_minus_beta1": derived["one_minus_beta1"],
+            "beta2": hyper["betas"][1],
+            "one_minus_beta2": derived["one_minus_beta2"],
+            "weight_decay": hyper["weight_decay"],
+            "decay_factor": derived["decay_factor"],
+        }
+    return pack("sgd" if kind == "sgd" else "adam", values, dtype)
+
+
+def pack(kind: str, values: Mapping[str, Any], dtype: Any) -> jax.Array:
+    """The scalar buffer of kernel ``kind`` (``"sgd"`` or ``"adam"``, which AdamW shares):
+    ``values`` by name, in the library's order."""
+    return jnp.stack([cast(values[name], dtype) for name in SCALAR_NAMES[kind]])
 
 
 def advance(kind: str, state: Any, hyper: Mapping[str, Any]) -> dict[str, Any]:

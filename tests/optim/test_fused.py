@@ -251,6 +251,23 @@ def test_a_stale_kernel_library_is_refused_and_the_fallback_is_announced(monkeyp
         f"{_fused.KERNELS_VERSION} (a stale build: reinstall jaxsched)"
     )
     assert "is version 1," in _fused.version_problem(Old(), "lib.so")
+
+    class Reordered:  # the current version, but scalars in another order than ours
+        @staticmethod
+        def jaxsched_kernels_version():
+            return _fused.KERNELS_VERSION
+
+        @staticmethod
+        def jaxsched_sgd_scalar_names():
+            return b"momentum,neg_lr,one_minus_dampening,weight_decay,no_buffer"
+
+        @staticmethod
+        def jaxsched_adam_scalar_names():
+            return ",".join(_fused.SCALAR_NAMES["adam"]).encode()
+
+    assert "reads the sgd scalars as 'momentum,neg_lr," in _fused.version_problem(
+        Reordered(), "lib.so"
+    )
     # the library this build installed is current
     assert _fused.unavailable() is None
     # a fallback for a reason the user did not choose is announced once
