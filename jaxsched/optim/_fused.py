@@ -195,7 +195,6 @@ def call(kind, scalars, params, grads, buffers, in_place=True, **flags):
     return list(out[:k]), list(out[k:])
 
 
-
 def derive(kind: str) -> Callable[[Mapping[str, Any]], dict[str, float]]:
     """The host-side scalars of a group's kernel step, from its Python-float values in double
     precision and rounded once when uploaded, as torch derives them from its Python floats."""
