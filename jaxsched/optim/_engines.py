@@ -4,14 +4,15 @@ Each group of an ``Optimizer`` gets one engine when the optimizer is built:
 
 - :class:`KernelEngine`: the one-pass CPU kernels of ``optim.SGD`` / ``Adam`` / ``AdamW``
   (:mod:`._fused`), run on each device's shards of the group (``jax.shard_map`` around the FFI
-  call when the leaves are sharded, so the step holds no collective), with the group's state as
-  one flat buffer per quantity and device;
+  call when the leaves are sharded, so the step holds no collective), in calls of at most
+  ``LEAVES_PER_CALL`` leaves, with the group's state as one flat buffer per quantity and call;
 - :class:`XlaEngine`: the group's functional transform (:mod:`jaxsched.transforms`) under XLA,
   its state the transform's own (per leaf, with the leaves' shardings).
 
-Both expose the same four operations: ``init()`` a fresh placed state, ``to_tree(state)`` /
+Both expose the same operations: ``init(leaves)`` a fresh placed state, ``to_tree(state)`` /
 ``from_tree(tree)`` between the engine's layout and the transform's (what ``opt_state`` and
-``state_dict`` show), and ``update(...)`` inside the jitted program.  ``info`` says which engine
+``state_dict`` show), ``derive(values)`` the host-side scalars the engine reads from the
+hyperparameter vector, and ``update(...)`` inside the jitted program.  ``info`` says which engine
 runs the group and why (``Optimizer.engine_info()``).
 """
 
@@ -260,7 +261,10 @@ class _Part:
         layout = self.layout
         if layout.mesh is None:
             flat = jnp.concatenate([jnp.ravel(jnp.asarray(x, dtype)) for x in leaves])
-            return put(flat, layout.flat_sharding)
+            # already a fresh buffer: placed, not copied again
+            return (
+                flat if layout.flat_sharding is None else jax.device_put(flat, layout.flat_sharding)
+            )
         mesh, specs = layout.mesh, layout.specs
         assert specs is not None
         placed = [put(x, NamedSharding(mesh, s)) for x, s in zip(leaves, specs, strict=True)]
