@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -32,13 +32,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real)
 
 
-def split_hyperparams(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_hyperparams(
+    values: Mapping[str, Any], static_args: Collection[str] = ()
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split keyword arguments into numeric ones (held as arrays in the state) and the rest
-    (booleans, strings, schedules, ``None``), which shape the computation and stay static."""
+    (booleans, strings, schedules, ``None``, and every name in ``static_args``: loop counts,
+    sizes), which shape the computation and stay Python values."""
     dynamic, static = {}, {}
     dtype = jnp.result_type(float)
     for name, value in values.items():
-        if _is_number(value):
+        if name in static_args:
+            static[name] = value
+        elif _is_number(value):
             dynamic[name] = jnp.asarray(value, dtype)
         elif isinstance(value, tuple) and any(_is_number(v) for v in value):
             dynamic[name] = tuple(jnp.asarray(v, dtype) if _is_number(v) else None for v in value)
@@ -69,47 +74,95 @@ def _labels(param_labels: Any, tree: Any) -> list[Hashable]:
         raise ValueError(f"param_labels must have the structure of the parameters: {err}") from None
 
 
+Factory = Callable[..., optax.GradientTransformation]
+
+
+def _accepts(factory: Factory) -> tuple[dict[str, Any], bool]:
+    """The factory's keyword defaults, and whether it takes any ``**kwargs``."""
+    parameters = inspect.signature(factory).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    return defaults, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _factories(
+    factory: Factory | Mapping[Hashable, Factory], labels: Collection[Hashable]
+) -> dict[Hashable, Factory]:
+    if not isinstance(factory, Mapping):
+        return dict.fromkeys(labels, factory)
+    missing = [repr(lb) for lb in labels if lb not in factory]
+    unused = [repr(lb) for lb in factory if lb not in labels]
+    if missing or unused:
+        raise ValueError(
+            "grouped: the factories' labels must be the groups' labels; "
+            f"groups without a factory: [{', '.join(missing)}], "
+            f"factories without a group: [{', '.join(unused)}]"
+        )
+    return {label: factory[label] for label in labels}
+
+
 def grouped(
-    factory: Callable[..., optax.GradientTransformation],
+    factory: Factory | Mapping[Hashable, Factory],
     param_labels: Any,
     groups: Mapping[Hashable, Mapping[str, Any]],
     /,
+    *,
+    static_args: Collection[str] = (),
     **defaults: Any,
-) -> optax.GradientTransformation:
-    """One ``factory`` transform per parameter group, with the groups' hyperparameters in the
-    state.
+) -> optax.GradientTransformationExtraArgs:
+    """One transform per parameter group, with the groups' hyperparameters in the state.
 
     Args:
       factory: a transform factory of :mod:`jaxsched.transforms` (``jaxsched.sgd``, ...) or any
-        factory taking keyword hyperparameters.
+        factory taking keyword hyperparameters; or ``{label: factory}``, one per group (torch's
+        "two optimizers on one model", e.g. one rule for the hidden matrices and AdamW for the
+        rest, as one transform).
       param_labels: a pytree with the parameters' structure whose leaves name each leaf's group,
         or a function ``params -> that``.
       groups: ``{label: {name: value}}``, the hyperparameters that differ from ``defaults``.
-      **defaults: hyperparameters shared by every group.
+      static_args: names held as Python values, never traced, even when numeric (a loop count,
+        a size): as ``optax.inject_hyperparams(static_args=...)``.  Changing one means building
+        a new transform (the stateful optimizers rebuild, as for a structural key).
+      **defaults: hyperparameters shared by every group; each group's factory must accept them.
 
-    Group ``g`` runs ``factory(**(factory's defaults | defaults | groups[g]))``.  Numeric
+    Group ``g`` runs ``factory_g(**(factory_g's defaults | defaults | groups[g]))``.  Numeric
     values (also inside tuples such as ``betas``) are stored as arrays in
     :class:`GroupedState`; read them with :func:`get_hyperparams` and change them with
     :func:`set_hyperparams`, also inside ``jit``, without recompiling.  Non-numeric values
-    (booleans, schedules) are fixed at construction.  ``update`` needs ``params`` (weight decay
-    is held as a value that may become non-zero).
+    (booleans, schedules) and ``static_args`` are fixed at construction.  ``update`` needs
+    ``params`` (weight decay is held as a value that may become non-zero); extra keyword
+    arguments of ``update`` (``value=loss``, ...) reach every group's transform
+    (``optax.GradientTransformationExtraArgs``; a plain transform ignores them).
 
     Differences from optax: like ``optax.partition`` over ``optax.inject_hyperparams``
     transforms, but with one state entry per group and no recompilation when a value changes.
     """
     groups = {label: dict(overrides) for label, overrides in groups.items()}
-    # Every hyperparameter of the factory is held, its own defaults included (torch's groups
-    # carry them all), so that get_hyperparams shows eps or weight_decay too.
-    signature = inspect.signature(factory).parameters.values()
-    defaults = {
-        **{p.name: p.default for p in signature if p.default is not inspect.Parameter.empty},
-        **defaults,
-    }
-    statics = {}
+    static_args = frozenset(static_args)
+    factories = _factories(factory, groups)
+    known: set[str] = set()
+    merged_values, statics = {}, {}
     for label, overrides in groups.items():
-        merged = {**defaults, **overrides}
-        factory(**merged)  # validates the group's values now, with torch's messages
-        statics[label] = split_hyperparams(merged)[1]
+        # Every hyperparameter of the factory is held, its own defaults included (torch's
+        # groups carry them all), so that get_hyperparams shows eps or weight_decay too.
+        own, open_ended = _accepts(factories[label])
+        known |= set(own)
+        if not open_ended:
+            foreign = sorted(set(defaults) - set(own))
+            if foreign:
+                name = getattr(factories[label], "__name__", repr(factories[label]))
+                raise TypeError(
+                    f"grouped: group {label!r}'s factory {name} takes no argument "
+                    f"{', '.join(map(repr, foreign))} given as a shared default"
+                )
+        merged = {**own, **defaults, **overrides}
+        factories[label](**merged)  # validates the group's values now, with torch's messages
+        merged_values[label] = merged
+        statics[label] = split_hyperparams(merged, static_args)[1]
+    unknown_static = sorted(static_args - known - set(defaults))
+    if unknown_static:
+        raise ValueError(
+            f"grouped: static_args {unknown_static} are not arguments of any group's factory"
+        )
 
     def members(labels: list[Hashable]) -> dict[Hashable, list[int]]:
         unknown = sorted({repr(lb) for lb in labels if lb not in groups})
@@ -119,18 +172,23 @@ def grouped(
             )
         return {label: [i for i, lb in enumerate(labels) if lb == label] for label in groups}
 
+    def transform(
+        label: Hashable, held: Mapping[str, Any]
+    ) -> optax.GradientTransformationExtraArgs:
+        tx = factories[label](**join_hyperparams(held, statics[label]))
+        return optax.with_extra_args_support(tx)
+
     def init_fn(params):
         leaves = jax.tree.leaves(params)
         index = members(_labels(param_labels, params))
         inner, hyper = {}, {}
         for label, idx in index.items():
-            dynamic, _ = split_hyperparams({**defaults, **groups[label]})
-            tx = factory(**join_hyperparams(dynamic, statics[label]))
-            inner[label] = tx.init([leaves[i] for i in idx])
+            dynamic, _ = split_hyperparams(merged_values[label], static_args)
+            inner[label] = transform(label, dynamic).init([leaves[i] for i in idx])
             hyper[label] = dynamic
         return GroupedState(inner, hyper)
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
         treedef = jax.tree.structure(updates)
         grads = treedef.flatten_up_to(updates)
         values = None if params is None else treedef.flatten_up_to(params)
@@ -140,17 +198,16 @@ def grouped(
         for label, idx in index.items():
             if not idx:
                 continue
-            held = state.hyperparams[label]
-            tx = factory(**join_hyperparams(held, statics[label]))
+            tx = transform(label, state.hyperparams[label])
             sub_params = None if values is None else [values[i] for i in idx]
             sub_updates, inner[label] = tx.update(
-                [grads[i] for i in idx], state.inner[label], sub_params
+                [grads[i] for i in idx], state.inner[label], sub_params, **extra_args
             )
             for i, u in zip(idx, sub_updates, strict=True):
                 out[i] = u
         return treedef.unflatten(out), GroupedState(inner, state.hyperparams)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def _grouped_states(state: Any) -> list[GroupedState]:

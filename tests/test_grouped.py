@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 import torch
@@ -93,3 +94,122 @@ def test_errors_name_the_problem():
         jaxsched.set_hyperparams(state, "head", betas=0.9)
     with pytest.raises(ValueError, match=r"exactly one jaxsched\.grouped state"):
         jaxsched.get_hyperparams(optax.sgd(0.1).init(params))
+
+
+def test_a_factory_per_group_matches_two_torch_optimizers(precision):
+    """torch's "two optimizers on one model" (SGD on the features, Adam on the head) as one
+    transform."""
+    dtype = jnp.float64 if precision == "float64" else jnp.float32
+    tdtype = getattr(torch, precision)
+    tree = make_tree()
+    tx = jaxsched.grouped(
+        {"features": jaxsched.sgd, "head": jaxsched.adam},
+        LABELS,
+        {"features": {"momentum": 0.9, "nesterov": True}, "head": {"betas": (0.8, 0.99)}},
+        lr=1e-2,
+        weight_decay=0.1,
+    )
+    params = jax.tree.map(lambda x: jnp.asarray(x, dtype), tree)
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    sgd = TorchTwin(
+        torch.optim.SGD,
+        [{"params": {"features": tree["features"]}}],
+        dtype=tdtype,
+        lr=1e-2,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=0.1,
+    )
+    adam = TorchTwin(
+        torch.optim.Adam,
+        [{"params": {"classifier": tree["classifier"]}}],
+        dtype=tdtype,
+        lr=1e-2,
+        betas=(0.8, 0.99),
+        weight_decay=0.1,
+    )
+    for g in random_grads(7, 6):
+        params, state = step(params, state, jax.tree.map(lambda x: jnp.asarray(x, dtype), g))
+        sgd.step({"features": g["features"]})
+        adam.step({"classifier": g["classifier"]})
+    ours = flat(params)
+    for name, theirs in {**sgd.params(), **adam.params()}.items():
+        err = np.max(np.abs(ours[name] - theirs)) / np.max(np.abs(theirs))
+        assert err <= OPTIM_RTOL[precision], name
+    hyper = jaxsched.get_hyperparams(state)
+    assert set(hyper["features"]) >= {"momentum", "dampening"}  # sgd's own hyperparameters
+    assert set(hyper["head"]) >= {"betas", "eps"} and "momentum" not in hyper["head"]
+
+
+def _repeated_scale(lr: float = 0.1, times: int = 2) -> optax.GradientTransformation:
+    """A factory with a loop count: ``times`` must stay a Python int."""
+
+    def update(updates, state, params=None):
+        for _ in range(times):  # a traced ``times`` raises TypeError here
+            updates = jax.tree.map(lambda u: -lr * u, updates)
+        return updates, state
+
+    return optax.GradientTransformation(lambda p: optax.EmptyState(), update)
+
+
+def test_static_args_stay_python_values_and_numbers_stay_traced():
+    params = {"a": jnp.ones(3), "b": jnp.ones(2)}
+    labels = {"a": "x", "b": "y"}
+    with pytest.raises(TypeError):  # without static_args the loop count would be traced
+        tx = jaxsched.grouped(_repeated_scale, labels, {"x": {}, "y": {}})
+        jax.jit(tx.update)(params, tx.init(params), params)
+    tx = jaxsched.grouped(
+        _repeated_scale, labels, {"x": {"times": 3}, "y": {}}, static_args=("times",), lr=0.5
+    )
+    state = tx.init(params)
+    hyper = jaxsched.get_hyperparams(state)
+    assert set(hyper["x"]) == {"lr"}  # times is not in the state
+    update = jax.jit(tx.update)
+    out, _ = update(params, state, params)
+    np.testing.assert_allclose(out["a"], -(0.5**3) * np.ones(3))  # 3 times
+    np.testing.assert_allclose(out["b"], 0.5**2 * np.ones(2))  # the default, 2 times
+    out, _ = update(params, jaxsched.set_hyperparams(state, "y", lr=0.25), params)
+    np.testing.assert_allclose(out["b"], 0.25**2 * np.ones(2))
+    assert update._cache_size() == 1  # a numeric write never recompiles
+    with pytest.raises(ValueError, match="'times' is not a numeric hyperparameter"):
+        jaxsched.set_hyperparams(state, "x", times=4)
+
+
+def _scaled_by_value() -> optax.GradientTransformationExtraArgs:
+    def update(updates, state, params=None, *, value):
+        return jax.tree.map(lambda u: u * value, updates), state
+
+    return optax.GradientTransformationExtraArgs(lambda p: optax.EmptyState(), update)
+
+
+def test_extra_update_arguments_reach_every_group():
+    params = {"a": jnp.ones(3), "b": jnp.ones(2)}
+    tx = jaxsched.grouped(
+        {"x": _scaled_by_value, "y": jaxsched.sgd}, {"a": "x", "b": "y"}, {"x": {}, "y": {}}
+    )
+    assert isinstance(tx, optax.GradientTransformationExtraArgs)
+    updates, _ = jax.jit(tx.update)(params, tx.init(params), params, value=jnp.float32(3.0))
+    np.testing.assert_allclose(updates["a"], 3 * np.ones(3))  # the extra argument used
+    np.testing.assert_allclose(updates["b"], -1e-3 * np.ones(2))  # sgd ignores it
+    chained = optax.chain(optax.identity(), tx)
+    updates, _ = chained.update(params, chained.init(params), params, value=2.0)
+    np.testing.assert_allclose(updates["a"], 2 * np.ones(3))
+
+
+def test_errors_of_factories_per_group_and_static_args():
+    with pytest.raises(ValueError, match=r"groups without a factory: \['y'\]"):
+        jaxsched.grouped({"x": jaxsched.sgd}, {"a": "x"}, {"x": {}, "y": {}})
+    with pytest.raises(ValueError, match=r"factories without a group: \['z'\]"):
+        jaxsched.grouped({"x": jaxsched.sgd, "z": jaxsched.adam}, {"a": "x"}, {"x": {}})
+    with pytest.raises(TypeError, match=r"group 'x'.s factory sgd takes no argument 'betas'"):
+        jaxsched.grouped(
+            {"x": jaxsched.sgd, "y": jaxsched.adam}, {}, {"x": {}, "y": {}}, betas=(0.9, 0.9)
+        )
+    with pytest.raises(ValueError, match=r"static_args \['ns'\] are not arguments"):
+        jaxsched.grouped(jaxsched.sgd, {}, {"x": {}}, static_args=("ns",))
