@@ -21,6 +21,7 @@ from ._common import (
     scalar_dtype,
     step_to,
     value_at,
+    zero_count,
 )
 
 
@@ -91,7 +92,7 @@ def adafactor(
         rows = jax.tree.map(lambda p: factored(p, -1), params)
         cols = jax.tree.map(lambda p: factored(p, -2), params)
         full = jax.tree.map(lambda p: jnp.zeros_like(p) if p.ndim < 2 else None, params)
-        return AdafactorState(jnp.zeros((), jnp.int32), rows, cols, full)
+        return AdafactorState(zero_count(), rows, cols, full)
 
     def update_fn(grads, state, params=None):
         need_params("adafactor", params)

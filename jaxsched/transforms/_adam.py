@@ -25,6 +25,7 @@ from ._common import (
     one_minus_pow,
     tree_zeros_like,
     value_at,
+    zero_count,
 )
 
 
@@ -113,7 +114,7 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, flag
     def init_fn(params):
         # Three distinct buffers: a state that aliases one buffer twice cannot be donated.
         return AdamState(
-            jnp.zeros((), jnp.int32),
+            zero_count(),
             tree_zeros_like(params),
             tree_zeros_like(params),
             tree_zeros_like(params) if amsgrad else None,

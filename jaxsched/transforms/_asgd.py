@@ -1,4 +1,4 @@
-"""Torch's ASGD (averaged SGD) and Rprop (resilient backpropagation)."""
+"""Torch's ASGD (averaged SGD)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,15 @@ from ._common import (
     check_lr,
     check_weight_decay,
     compute_dtype,
-    concrete,
     is_zero,
     map_leaves,
     need_params,
     scalar_dtype,
     signed_grad,
     step_to,
-    torch_sign,
     tree_zeros_like,
     value_at,
+    zero_count,
 )
 
 
@@ -67,9 +66,9 @@ def asgd(
     decay = not is_zero(weight_decay)
 
     def init_fn(params):
-        eta0 = value_at(lr, jnp.zeros((), jnp.int32))
+        eta0 = value_at(lr, zero_count())
         return ASGDState(
-            jnp.zeros((), jnp.int32),
+            zero_count(),
             jnp.asarray(eta0, jnp.float32),
             jnp.ones((), jnp.float32),
             tree_zeros_like(params),
@@ -101,71 +100,5 @@ def asgd(
         return updates, ASGDState(
             count + 1, jnp.asarray(new_eta, jnp.float32), jnp.asarray(new_mu, jnp.float32), ax
         )
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-class RpropState(NamedTuple):
-    count: jax.Array
-    prev: Any
-    step_size: Any
-
-
-def rprop(
-    lr: Hyperparam = 1e-2,
-    etas: tuple[float, float] = (0.5, 1.2),
-    step_sizes: tuple[float, float] = (1e-6, 50),
-    *,
-    capturable: bool = False,
-    foreach: bool | None = None,
-    maximize: bool = False,
-    differentiable: bool = False,
-) -> optax.GradientTransformation:
-    r"""Rprop exactly as ``torch.optim.Rprop``.
-
-    Per coordinate, with :math:`s = \mathrm{sign}(g_t\, g_{t-1})`:
-
-    .. math::
-        \Delta_t = \mathrm{clip}\big(\Delta_{t-1} \cdot (\eta^+ [s > 0] + \eta^- [s < 0]
-        + [s = 0]),\ \Delta_{min}, \Delta_{max}\big), \qquad
-        \theta_t = \theta_{t-1} - \mathrm{sign}(\tilde g_t)\,\Delta_t
-
-    where :math:`\tilde g_t = 0` where :math:`s < 0` (and is remembered as the previous gradient)
-    and :math:`\Delta_0` = ``lr`` (the learning rate only seeds the step sizes, as in torch).
-    Differences from optax: no namesake (``optax.scale_by_rprop`` seeds its step sizes from
-    ``learning_rate`` too but does not zero the remembered gradient the same way).
-    """
-    check_lr(lr)
-    if not isinstance(etas, (tuple, list)) or len(etas) != 2:
-        raise ValueError(f"Expected etas to be a pair (etaminus, etaplus), but got {etas!r}")
-    minus, plus = (concrete(e) for e in etas)
-    if minus is not None and plus is not None and not 0.0 < minus < 1.0 < plus:
-        raise ValueError(f"Invalid eta values: {etas[0]}, {etas[1]}")
-    low, high = (concrete(s) for s in step_sizes)
-    if low is not None and high is not None and not 0.0 <= low <= high:
-        raise ValueError(f"Invalid step_sizes values: {step_sizes[0]}, {step_sizes[1]}")
-    check_flags(foreach, None, capturable, differentiable)
-
-    def init_fn(params):
-        lr0 = value_at(lr, jnp.zeros((), jnp.int32))
-        sizes = jax.tree.map(lambda p: jnp.full_like(p, lr0), params)
-        return RpropState(jnp.zeros((), jnp.int32), tree_zeros_like(params), sizes)
-
-    def update_fn(grads, state, params=None):
-        del params
-        minus, plus, low, high = (value_at(h, state.count) for h in (*etas, *step_sizes))
-
-        def leaf(g, prev, size):
-            dtype = compute_dtype(g)
-            g = -cast(g, dtype) if maximize else cast(g, dtype)
-            s = torch_sign(g * cast(prev, dtype))
-            factor = jnp.where(s > 0, cast(plus, dtype), jnp.where(s < 0, cast(minus, dtype), 1.0))
-            size_new = jnp.clip(cast(size, dtype) * factor, cast(low, dtype), cast(high, dtype))
-            g = jnp.where(s < 0, 0.0, g).astype(dtype)
-            update = -(torch_sign(g) * size_new)
-            return update.astype(g.dtype), g.astype(prev.dtype), size_new.astype(size.dtype)
-
-        updates, prev, sizes = map_leaves(leaf, grads, state.prev, state.step_size)
-        return updates, RpropState(state.count + 1, prev, sizes)
 
     return optax.GradientTransformation(init_fn, update_fn)

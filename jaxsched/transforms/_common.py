@@ -215,6 +215,11 @@ def need_params(name: str, params: Any) -> Any:
     return params
 
 
+def zero_count() -> jax.Array:
+    """The step count of a fresh state (int32, as every transform's ``count``)."""
+    return jnp.zeros((), jnp.int32)
+
+
 def tree_zeros_like(tree: Any) -> Any:
     return jax.tree.map(jnp.zeros_like, tree)
 

@@ -28,6 +28,7 @@ from ._common import (
     scalar_dtype,
     tree_zeros_like,
     value_at,
+    zero_count,
 )
 
 
@@ -79,7 +80,7 @@ def nadam(
 
     def init_fn(params):
         return NAdamState(
-            jnp.zeros((), jnp.int32),
+            zero_count(),
             jnp.ones((), jnp.float32),
             tree_zeros_like(params),
             tree_zeros_like(params),

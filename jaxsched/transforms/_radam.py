@@ -28,6 +28,7 @@ from ._common import (
     pow_t,
     tree_zeros_like,
     value_at,
+    zero_count,
 )
 
 
@@ -86,9 +87,7 @@ def radam(
     first_rectified = None if b2_number is None else _first_rectified_step(b2_number)
 
     def init_fn(params):
-        return RAdamState(
-            jnp.zeros((), jnp.int32), tree_zeros_like(params), tree_zeros_like(params)
-        )
+        return RAdamState(zero_count(), tree_zeros_like(params), tree_zeros_like(params))
 
     def update_fn(grads, state, params=None):
         count = state.count

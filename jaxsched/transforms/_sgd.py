@@ -22,6 +22,7 @@ from ._common import (
     need_params,
     signed_grad,
     value_at,
+    zero_count,
 )
 
 
@@ -78,9 +79,9 @@ def sgd(
 
     def init_fn(params):
         if not use_buffer:
-            return SGDState(jnp.zeros((), jnp.int32), None)
+            return SGDState(zero_count(), None)
         buffer = jax.tree.map(jnp.zeros_like, params)
-        return SGDState(jnp.zeros((), jnp.int32), buffer, jnp.zeros((), jnp.int32))
+        return SGDState(zero_count(), buffer, zero_count())
 
     def update_fn(grads, state, params=None):
         count = state.count
