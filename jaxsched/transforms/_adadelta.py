@@ -26,6 +26,7 @@ from ._common import (
     value_at,
     zero_count,
 )
+from ._spec import TorchSpec, words
 
 
 class AdadeltaState(NamedTuple):
@@ -88,3 +89,10 @@ def adadelta(
         return updates, AdadeltaState(count + 1, v, u)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+ADADELTA = TorchSpec(
+    name="Adadelta",
+    factory=adadelta,
+    keys=words("lr rho eps weight_decay maximize capturable foreach differentiable"),
+)

@@ -23,6 +23,7 @@ from ._common import (
     value_at,
     zero_count,
 )
+from ._spec import TorchSpec, words
 
 
 class AdafactorState(NamedTuple):
@@ -139,3 +140,10 @@ def adafactor(
         return updates, AdafactorState(count + 1, rows, cols, full)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+ADAFACTOR = TorchSpec(
+    name="Adafactor",
+    factory=adafactor,
+    keys=words("lr beta2_decay eps d weight_decay foreach maximize"),
+)

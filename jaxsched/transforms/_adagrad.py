@@ -24,6 +24,7 @@ from ._common import (
     value_at,
     zero_count,
 )
+from ._spec import TorchSpec, words
 
 
 class AdagradState(NamedTuple):
@@ -87,3 +88,15 @@ def adagrad(
         return updates, AdagradState(count + 1, acc)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+ADAGRAD = TorchSpec(
+    name="Adagrad",
+    factory=adagrad,
+    keys=words(
+        "lr lr_decay eps weight_decay "
+        "initial_accumulator_value foreach maximize differentiable fused"
+    ),
+    from_constructor=("initial_accumulator_value",),
+    state_at_construction=True,
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -27,6 +29,7 @@ from ._common import (
     value_at,
     zero_count,
 )
+from ._spec import KernelAdapter, TorchSpec, words
 
 
 class AdamState(NamedTuple):
@@ -159,3 +162,72 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, flag
         return updates, AdamState(t, m, v, vmax)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+# -- torch's Adam / AdamW and their CPU kernel ----------------------------------------------------
+
+
+def _log(beta: float) -> float:
+    return math.log(beta) if beta > 0 else -math.inf  # 1 - 0**t = 1 for t >= 1
+
+
+def _kernel_derive(v: Mapping[str, Any]) -> dict[str, float]:
+    b1, b2 = (float(b) for b in v["betas"])
+    lr, wd = float(v["lr"]), float(v["weight_decay"])
+    return {
+        "one_minus_beta1": 1.0 - b1,
+        "one_minus_beta2": 1.0 - b2,
+        "log_beta1": _log(b1),
+        "log_beta2": _log(b2),
+        "decay_factor": 1.0 - lr * wd,
+    }
+
+
+def _kernel_scalars(hyper, derived, state):
+    # the bias corrections as one_minus_pow computes them, with log(beta) from the host's double
+    t = (state.count + 1).astype(derived["log_beta1"].dtype)
+    return {
+        "neg_step_size": -hyper["lr"] / -jnp.expm1(t * derived["log_beta1"]),
+        "bias_correction2_sqrt": jnp.sqrt(-jnp.expm1(t * derived["log_beta2"])),
+        "eps": hyper["eps"],
+        "one_minus_beta1": derived["one_minus_beta1"],
+        "beta2": hyper["betas"][1],
+        "one_minus_beta2": derived["one_minus_beta2"],
+        "weight_decay": hyper["weight_decay"],
+        "decay_factor": derived["decay_factor"],
+    }
+
+
+def _kernel(decoupled: bool | None) -> KernelAdapter:
+    """Adam's adapter (``decoupled=None``: the group's ``decoupled_weight_decay``) or AdamW's."""
+
+    def flags(s: Mapping[str, Any]) -> dict[str, bool]:
+        decay = bool(s["decoupled_weight_decay"]) if decoupled is None else decoupled
+        return {"maximize": bool(s["maximize"]), "amsgrad": bool(s["amsgrad"]), "decoupled": decay}
+
+    return KernelAdapter(
+        entry="adam",
+        scalar_names=words(
+            "neg_step_size bias_correction2_sqrt eps one_minus_beta1 "
+            "beta2 one_minus_beta2 weight_decay decay_factor"
+        ),
+        derive=_kernel_derive,
+        scalars=_kernel_scalars,
+        advance=lambda state, hyper: {"count": state.count + 1},
+        flags=flags,
+        buffers=lambda s: ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if s["amsgrad"] else ()),
+    )
+
+
+_KEYS = words(
+    "lr betas eps weight_decay amsgrad "
+    "maximize foreach capturable differentiable fused decoupled_weight_decay"
+)
+ADAM = TorchSpec(name="Adam", factory=adam, keys=_KEYS, kernel=_kernel(None))
+ADAMW = TorchSpec(
+    name="AdamW",
+    factory=adamw,
+    keys=_KEYS,
+    fixed={"decoupled_weight_decay": True},
+    kernel=_kernel(True),
+)

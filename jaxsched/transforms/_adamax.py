@@ -27,6 +27,7 @@ from ._common import (
     value_at,
     zero_count,
 )
+from ._spec import TorchSpec, words
 
 
 class AdamaxState(NamedTuple):
@@ -89,3 +90,10 @@ def adamax(
         return updates, AdamaxState(count + 1, m, u)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+ADAMAX = TorchSpec(
+    name="Adamax",
+    factory=adamax,
+    keys=words("lr betas eps weight_decay foreach maximize differentiable capturable"),
+)

@@ -25,6 +25,7 @@ from ._common import (
     value_at,
     zero_count,
 )
+from ._spec import TorchSpec, words
 
 
 class ASGDState(NamedTuple):
@@ -102,3 +103,10 @@ def asgd(
         )
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+ASGD = TorchSpec(
+    name="ASGD",
+    factory=asgd,
+    keys=words("lr lambd alpha t0 weight_decay foreach maximize differentiable capturable"),
+)

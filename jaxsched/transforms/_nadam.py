@@ -30,6 +30,7 @@ from ._common import (
     value_at,
     zero_count,
 )
+from ._spec import TorchSpec, words
 
 
 class NAdamState(NamedTuple):
@@ -123,3 +124,13 @@ def nadam(
         return updates, NAdamState(t, mu_product, m, v)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+NADAM = TorchSpec(
+    name="NAdam",
+    factory=nadam,
+    keys=words(
+        "lr betas eps weight_decay momentum_decay "
+        "decoupled_weight_decay maximize foreach capturable differentiable"
+    ),
+)

@@ -30,6 +30,7 @@ from ._common import (
     value_at,
     zero_count,
 )
+from ._spec import TorchSpec, words
 
 
 class RAdamState(NamedTuple):
@@ -128,3 +129,13 @@ def radam(
         return updates, RAdamState(t, m, v)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+RADAM = TorchSpec(
+    name="RAdam",
+    factory=radam,
+    keys=words(
+        "lr betas eps weight_decay "
+        "maximize foreach capturable decoupled_weight_decay differentiable"
+    ),
+)

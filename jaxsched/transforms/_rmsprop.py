@@ -26,6 +26,7 @@ from ._common import (
     value_at,
     zero_count,
 )
+from ._spec import TorchSpec, words
 
 
 class RMSpropState(NamedTuple):
@@ -120,3 +121,16 @@ def rmsprop(
         return updates, RMSpropState(count + 1, v, buf, ga)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+RMSPROP = TorchSpec(
+    name="RMSprop",
+    factory=rmsprop,
+    keys=words(
+        "lr momentum alpha eps centered weight_decay capturable foreach maximize differentiable"
+    ),
+    state_when={
+        "momentum_buffer": lambda g, s: g["momentum"] > 0,
+        "grad_avg": lambda g, s: g["centered"],
+    },
+)

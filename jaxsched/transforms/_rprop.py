@@ -21,6 +21,7 @@ from ._common import (
     value_at,
     zero_count,
 )
+from ._spec import TorchSpec, words
 
 
 class RpropState(NamedTuple):
@@ -87,3 +88,10 @@ def rprop(
         return updates, RpropState(state.count + 1, prev, sizes)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+RPROP = TorchSpec(
+    name="Rprop",
+    factory=rprop,
+    keys=words("lr etas step_sizes foreach maximize differentiable capturable"),
+)

@@ -24,6 +24,7 @@ from ._common import (
     value_at,
     zero_count,
 )
+from ._spec import KernelAdapter, TorchSpec, words
 
 
 class SGDState(NamedTuple):
@@ -114,3 +115,44 @@ def sgd(
         return updates, SGDState(count + 1, buffer, steps)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+# -- torch's SGD and its CPU kernel ---------------------------------------------------------------
+
+
+def _kernel_scalars(hyper, derived, state):
+    return {
+        "neg_lr": -hyper["lr"],
+        "momentum": hyper["momentum"],
+        "one_minus_dampening": derived["one_minus_dampening"],
+        "weight_decay": hyper["weight_decay"],
+        "no_buffer": state.momentum_steps == 0,  # torch creates the buffer from this gradient
+    }
+
+
+SGD_KERNEL = KernelAdapter(
+    entry="sgd",
+    scalar_names=words("neg_lr momentum one_minus_dampening weight_decay no_buffer"),
+    derive=lambda v: {"one_minus_dampening": 1.0 - float(v["dampening"])},
+    scalars=_kernel_scalars,
+    advance=lambda state, hyper: {
+        "count": state.count + 1,
+        "momentum_steps": state.momentum_steps + (hyper["momentum"] != 0).astype(jnp.int32),
+    },
+    flags=lambda s: {"maximize": bool(s["maximize"]), "nesterov": bool(s["nesterov"])},
+    buffers=lambda s: ("momentum_buffer",),
+)
+
+SGD = TorchSpec(
+    name="SGD",
+    factory=sgd,
+    keys=words("lr momentum dampening weight_decay nesterov maximize foreach differentiable fused"),
+    step_entry=False,
+    # torch's buffer exists once a step used momentum (and stays while the momentum is 0);
+    # momentum_steps is ours, torch's "the buffer exists"
+    state_when={
+        "momentum_buffer": lambda g, s: int(s.momentum_steps) > 0,
+        "momentum_steps": lambda g, s: False,
+    },
+    kernel=SGD_KERNEL,
+)
