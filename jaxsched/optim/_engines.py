@@ -18,7 +18,7 @@ runs the group and why (``Optimizer.engine_info()``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -29,6 +29,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .._grouped import join_hyperparams, split_hyperparams
 from ..transforms._common import SplitFloat
+from ..transforms._spec import KernelAdapter, TorchSpec
 from . import _fused
 from ._placement import ShardLayout, like, place_tree, put
 
@@ -55,13 +56,14 @@ class XlaEngine:
         self,
         factory: Callable[..., optax.GradientTransformation],
         kwargs: Mapping[str, Any],
+        static_args: Collection[str],
         leaves: Sequence[jax.Array],
         template: Any,
         info: EngineInfo,
     ) -> None:
         self._factory = factory
         self._kwargs = dict(kwargs)
-        self._dynamic, self._statics = split_hyperparams(kwargs)
+        self._dynamic, self._statics = split_hyperparams(kwargs, static_args)
         self._template = template
         self.info = info
         # where each state array belongs: shaped like its parameter -> its sharding
@@ -144,12 +146,16 @@ class KernelEngine:
     name = "kernel"
 
     def __init__(
-        self, kind: str, statics: Mapping[str, Any], layout: ShardLayout, template: Any,
+        self,
+        adapter: KernelAdapter,
+        statics: Mapping[str, Any],
+        layout: ShardLayout,
+        template: Any,
         info: EngineInfo,
-    ) -> None:  # fmt: skip
-        self._kind = kind
-        self._flags = _fused.attributes(kind, statics)
-        self._fields = _fused.buffer_fields(kind, statics)
+    ) -> None:
+        self._adapter = adapter
+        self._flags = adapter.flags(statics)
+        self._fields = adapter.buffers(statics)
         self._layout = layout
         self._template = template
         self.info = info
@@ -161,7 +167,7 @@ class KernelEngine:
         ]
 
     def derive(self, values: Mapping[str, Any]) -> dict[str, float]:
-        return _fused.derive(self._kind)(values)
+        return self._adapter.derive(values)
 
     # -- state layouts ----------------------------------------------------------------------
 
@@ -207,15 +213,15 @@ class KernelEngine:
 
     def update(self, params, grads, state, hyper, derived, *, in_place, zero_decay):
         del zero_decay  # the kernel skips a zero decay term at run time
-        kind, flags, layout = self._kind, self._flags, self._layout
-        scalars = _fused.scalars(kind, hyper, derived, state, self._dtype)
+        adapter, flags, layout = self._adapter, self._flags, self._layout
+        scalars = _fused.pack(adapter, adapter.scalars(hyper, derived, state), self._dtype)
         new_params: list[jax.Array] = []
         new_buffers: list[list[jax.Array]] = [[] for _ in self._fields]
         for i, part in enumerate(self._parts):
             buffers = [getattr(state, f)[i] for f in self._fields]
 
             def run(scalars, params, grads, buffers):
-                return _fused.call(kind, scalars, params, grads, buffers, in_place, **flags)
+                return _fused.call(adapter, scalars, params, grads, buffers, in_place, **flags)
 
             if layout.mesh is not None:
                 specs = list(part.layout.specs)
@@ -233,7 +239,7 @@ class KernelEngine:
             for column, buffer in zip(new_buffers, b, strict=True):
                 column.append(buffer)
         new_state = state._replace(
-            **_fused.advance(kind, state, hyper),
+            **adapter.advance(state, hyper),
             **dict(zip(self._fields, new_buffers, strict=True)),
         )
         return new_params, new_state
@@ -301,7 +307,7 @@ def _shard_converters(layout: ShardLayout) -> tuple[Callable, Callable]:
 
 
 def choose(
-    factory: Callable[..., optax.GradientTransformation],
+    spec: TorchSpec,
     g: int,
     kwargs: Mapping[str, Any],
     values: Mapping[str, Any],
@@ -311,7 +317,7 @@ def choose(
     names: Sequence[str],
 ) -> XlaEngine | KernelEngine:
     """The engine for group ``g``: the kernels where they apply exactly, XLA otherwise."""
-    reason = _fused.why_not(factory, values, leaves, hyper_layout, names)
+    reason = _fused.why_not(spec.kernel, values, leaves, hyper_layout, names)
     layout: ShardLayout | str | None = None
     if reason is None:
         layout = ShardLayout.of(leaves)
@@ -319,9 +325,11 @@ def choose(
             reason = layout
     shards = len({d for leaf in leaves for d in leaf.sharding.device_set})
     if reason is None and isinstance(layout, ShardLayout):
-        kind = _fused.kind_of(factory)
-        assert kind is not None
+        assert spec.kernel is not None
         where = "on each device's shards" if layout.mesh is not None else "on one device"
-        info = EngineInfo(g, "kernel", f"one-pass CPU kernel ({kind}) {where}", shards)
-        return KernelEngine(kind, values, layout, template, info)
-    return XlaEngine(factory, kwargs, leaves, template, EngineInfo(g, "xla", reason or "", shards))
+        what = f"one-pass CPU kernel ({spec.kernel.entry}) {where}"
+        return KernelEngine(
+            spec.kernel, values, layout, template, EngineInfo(g, "kernel", what, shards)
+        )
+    info = EngineInfo(g, "xla", reason or "", shards)
+    return XlaEngine(spec.factory, kwargs, spec.static_args, leaves, template, info)

@@ -32,33 +32,28 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
-import math
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import transforms as T
 from ..transforms._common import cast
+from ..transforms._registry import kernel_entries
+from ..transforms._sgd import SGD_KERNEL
+from ..transforms._spec import KernelAdapter
 
-_KINDS = {T.sgd: "sgd", T.adam: "adam", T.adamw: "adamw"}
 _DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 # csrc/fused_cpu.cc's jaxsched_kernels_version(): 2 = SGD's "no buffer yet" scalar and momentum
 # flag; 3 = named scalars (the library lists them; checked at load)
 KERNELS_VERSION = 3
-# The scalars each kernel reads, in the order of the library's SgdScalars / AdamScalars structs.
-SCALAR_NAMES = {
-    "sgd": ("neg_lr", "momentum", "one_minus_dampening", "weight_decay", "no_buffer"),
-    "adam": (
-        "neg_step_size", "bias_correction2_sqrt", "eps", "one_minus_beta1", "beta2",
-        "one_minus_beta2", "weight_decay", "decay_factor",
-    ),
-}  # fmt: skip
-_TARGETS = [f"jaxsched_{k}_{d}" for k in ("sgd", "adam") for d in ("f32", "f64")]
+# The kernels' scalar structs (SgdScalars / AdamScalars), as the adapters beside the maths name
+# their fields; the library must list the same names in the same order (checked at load).
+SCALAR_NAMES = kernel_entries()
+_TARGETS = [f"jaxsched_{k}_{d}" for k in SCALAR_NAMES for d in ("f32", "f64")]
 
 
 def kernels_available() -> bool:
@@ -128,11 +123,11 @@ def _warn_once(reason: str) -> None:
 def _smoke_test() -> bool:
     p, g = jnp.arange(4.0, dtype=jnp.float32), jnp.ones(4, jnp.float32)
     scalars = pack(  # the first SGD step with momentum, lr 0.5
-        "sgd",
+        SGD_KERNEL,
         dict(neg_lr=-0.5, momentum=0.9, one_minus_dampening=1.0, weight_decay=0.0, no_buffer=1.0),
         jnp.float32,
     )
-    new_p, buf = call("sgd", scalars, [p], [g], [jnp.zeros(4, jnp.float32)], nesterov=False,
+    new_p, buf = call(SGD_KERNEL, scalars, [p], [g], [jnp.zeros(4, jnp.float32)], nesterov=False,
                        maximize=False)  # fmt: skip
     expected = np.arange(4.0, dtype=np.float32) - 0.5
     return bool(np.array_equal(np.asarray(new_p[0]), expected)) and bool(
@@ -140,19 +135,15 @@ def _smoke_test() -> bool:
     )
 
 
-def kind_of(factory: Callable) -> str | None:
-    return _KINDS.get(factory)
-
-
 def why_not(
-    factory: Callable,
+    adapter: KernelAdapter | None,
     values: Mapping[str, Any],
     leaves: Sequence[jax.Array],
     layout: Mapping[str, Any],
     hyperparameter_names: Sequence[str],
 ) -> str | None:
     """Why one group cannot run on the kernels (``None``: it can, exactly)."""
-    if kind_of(factory) is None:
+    if adapter is None:
         return "no CPU kernel for this optimizer"
     reason = unavailable()
     if reason is not None:
@@ -178,12 +169,12 @@ def why_not(
 # -- one kernel call ------------------------------------------------------------------------------
 
 
-def call(kind, scalars, params, grads, buffers, in_place=True, **flags):
+def call(adapter, scalars, params, grads, buffers, in_place=True, **flags):
     """One kernel call on a group's leaves (or on one device's shards of them): returns (new
     params, new state buffers), the buffers updated in place, the params in place too unless
     ``in_place`` is false (then into new buffers)."""
     k, s = len(params), len(buffers)
-    target = f"jaxsched_{'sgd' if kind == 'sgd' else 'adam'}_{_DTYPES[params[0].dtype]}"
+    target = f"jaxsched_{adapter.entry}_{_DTYPES[params[0].dtype]}"
     results = [jax.ShapeDtypeStruct(p.shape, p.dtype) for p in params]
     results += [jax.ShapeDtypeStruct(b.shape, b.dtype) for b in buffers]
     aliases = {1 + 2 * k + j: k + j for j in range(s)}
@@ -195,86 +186,6 @@ def call(kind, scalars, params, grads, buffers, in_place=True, **flags):
     return list(out[:k]), list(out[k:])
 
 
-def derive(kind: str) -> Callable[[Mapping[str, Any]], dict[str, float]]:
-    """The host-side scalars of a group's kernel step, from its Python-float values in double
-    precision and rounded once when uploaded, as torch derives them from its Python floats."""
-
-    def log(beta: float) -> float:
-        return math.log(beta) if beta > 0 else -math.inf  # 1 - 0**t = 1 for t >= 1
-
-    if kind == "sgd":
-        return lambda v: {"one_minus_dampening": 1.0 - float(v["dampening"])}
-
-    def adam(v: Mapping[str, Any]) -> dict[str, float]:
-        b1, b2 = (float(b) for b in v["betas"])
-        lr, wd = float(v["lr"]), float(v["weight_decay"])
-        return {
-            "one_minus_beta1": 1.0 - b1,
-            "one_minus_beta2": 1.0 - b2,
-            "log_beta1": log(b1),
-            "log_beta2": log(b2),
-            "decay_factor": 1.0 - lr * wd,
-        }
-
-    return adam
-
-
-def scalars(kind: str, hyper: Mapping[str, Any], derived: Mapping[str, Any], counters, dtype):
-    """The kernel's scalar buffer for a step from the group's state ``counters`` (its scalar
-    fields) and the traced values of the hyperparameter vector; the order is the one
-    ``csrc/fused_cpu.cc`` reads."""
-    count = counters.count
-    if kind == "sgd":
-        values = {
-            "neg_lr": -hyper["lr"],
-            "momentum": hyper["momentum"],
-            "one_minus_dampening": derived["one_minus_dampening"],
-            "weight_decay": hyper["weight_decay"],
-            "no_buffer": (counters.momentum_steps == 0).astype(dtype),
-        }
-    else:
-        t = (count + 1).astype(derived["log_beta1"].dtype)
-        values = {
-            "neg_step_size": -hyper["lr"] / -jnp.expm1(t * derived["log_beta1"]),
-            "bias_correction2_sqrt": jnp.sqrt(-jnp.expm1(t * derived["log_beta2"])),
-            "eps": hyper["eps"],
-            "one_minus_beta1": derived["one_minus_beta1"],
-            "beta2": hyper["betas"][1],
-            "one_minus_beta2": derived["one_minus_beta2"],
-            "weight_decay": hyper["weight_decay"],
-            "decay_factor": derived["decay_factor"],
-        }
-    return pack("sgd" if kind == "sgd" else "adam", values, dtype)
-
-
-def pack(kind: str, values: Mapping[str, Any], dtype: Any) -> jax.Array:
-    """The scalar buffer of kernel ``kind`` (``"sgd"`` or ``"adam"``, which AdamW shares):
-    ``values`` by name, in the library's order."""
-    return jnp.stack([cast(values[name], dtype) for name in SCALAR_NAMES[kind]])
-
-
-def advance(kind: str, state: Any, hyper: Mapping[str, Any]) -> dict[str, Any]:
-    """The state's scalar fields after a step."""
-    out = {"count": state.count + 1}
-    if kind == "sgd":
-        out["momentum_steps"] = state.momentum_steps + (hyper["momentum"] != 0).astype(jnp.int32)
-    return out
-
-
-def attributes(kind: str, statics: Mapping[str, Any]) -> dict[str, bool]:
-    """The kernel's compile-time flags for a group."""
-    if kind == "sgd":
-        return {"maximize": bool(statics["maximize"]), "nesterov": bool(statics["nesterov"])}
-    decoupled = kind == "adamw" or bool(statics.get("decoupled_weight_decay", False))
-    return {
-        "maximize": bool(statics["maximize"]),
-        "amsgrad": bool(statics["amsgrad"]),
-        "decoupled": decoupled,
-    }
-
-
-def buffer_fields(kind: str, statics: Mapping[str, Any]) -> tuple[str, ...]:
-    """The state fields the kernel updates, in the order it takes them."""
-    if kind == "sgd":
-        return ("momentum_buffer",)
-    return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if statics["amsgrad"] else ())
+def pack(adapter: KernelAdapter, values: Mapping[str, Any], dtype: Any) -> jax.Array:
+    """The scalar buffer of the adapter's kernel: ``values`` by name, in the library's order."""
+    return jnp.stack([cast(values[name], dtype) for name in adapter.scalar_names])

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from .._grouped import GroupedState, _is_number, grouped, split_hyperparams
+from ..transforms._spec import TorchSpec
 from . import _engines, _placement, _programs, _trees
 from ._hyper import HyperVector
 from ._param_group import ParamGroup
@@ -41,18 +42,14 @@ class Optimizer:
     shardings (``jax.sharding.NamedSharding`` over a ``Mesh``, or one device) on every path.
     """
 
-    _factory: ClassVar[Callable[..., optax.GradientTransformation]]
-    _keys: ClassVar[tuple[str, ...]]  # torch's param_group keys after "params", in order
-    _has_step: ClassVar[bool] = True  # torch keeps a per-parameter "step" entry
-    _state_from_start: ClassVar[bool] = False  # torch fills the state at construction (Adagrad)
-    # per-parameter state entries torch keeps only under a condition on the group's values
-    _conditional: ClassVar[dict[str, Callable[[Mapping[str, Any], Any], bool]]] = {}
+    # what torch says about this optimizer (keys, state entries, kernel), beside its maths
+    spec: ClassVar[TorchSpec]
 
     def __init__(self, params: Any, defaults: Mapping[str, Any]) -> None:
         self.defaults = dict(defaults)
-        accepted = set(inspect.signature(type(self)._factory).parameters)
-        self._hyperparameter_names = tuple(k for k in self._keys if k in accepted)
-        type(self)._factory(**self._factory_kwargs(self.defaults))  # torch's errors, now
+        accepted = set(inspect.signature(self.spec.factory).parameters)
+        self._hyperparameter_names = tuple(k for k in self.spec.keys if k in accepted)
+        self.spec.factory(**self._factory_kwargs(self.defaults))  # torch's errors, now
         if isinstance(params, (list, tuple)) and len(params) == 0:
             raise ValueError("optimizer got an empty parameter list")
         if isinstance(params, (list, tuple)) and all(isinstance(g, Mapping) for g in params):
@@ -85,13 +82,22 @@ class Optimizer:
             values.setdefault(key, default)
         return values
 
+    @classmethod
+    def _arguments(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``defaults`` in torch's key order from a constructor's arguments (its ``locals()``)
+        and the spec's fixed values."""
+        return {k: given[k] if k in given else cls.spec.fixed[k] for k in cls.spec.keys}
+
     def _factory_kwargs(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: values[k] for k in self._hyperparameter_names if k in values}
+        kwargs = {k: values[k] for k in self._hyperparameter_names if k in values}
+        for key in self.spec.from_constructor:  # torch ignores the group's own value
+            kwargs[key] = self.defaults[key]
+        return kwargs
 
     def _transform(self, values: list[Mapping[str, Any]]) -> optax.GradientTransformation:
         labels = _trees.labels_for(self._params, self._group_indices)
         kwargs = {g: self._factory_kwargs(v) for g, v in enumerate(values)}
-        return grouped(type(self)._factory, labels, kwargs)
+        return grouped(self.spec.factory, labels, kwargs, static_args=self.spec.static_args)
 
     def _zero_decay_groups(self) -> set[int]:
         """XLA-engine groups whose weight decay is exactly 0 now: the fast rule skips the
@@ -129,10 +135,9 @@ class Optimizer:
                 for k, v in hyper.items()}
             for g, hyper in shapes.hyperparams.items()
         }  # fmt: skip
-        factory = type(self)._factory
         self._engines = [
             _engines.choose(
-                factory, g, self._factory_kwargs(values[g]), values[g],
+                self.spec, g, self._factory_kwargs(values[g]), values[g],
                 [leaves[i] for i in idx], shapes.inner[g], layout[g], self._hyperparameter_names,
             )
             for g, idx in enumerate(self._group_indices)
@@ -166,7 +171,8 @@ class Optimizer:
         statics = []
         for pg in self.param_groups:
             kwargs = self._factory_kwargs(pg._values)
-            statics.append(tuple(sorted(split_hyperparams(kwargs)[1].items())))
+            static = split_hyperparams(kwargs, self.spec.static_args)[1]
+            statics.append(tuple(sorted(static.items())))
         key = (
             self._treedef,
             tuple(self._signature),
@@ -360,7 +366,7 @@ class Optimizer:
         _trees.check_float_leaves(param_group["params"])
         union = _trees.merge([self._params, param_group["params"]])
         values = self._values(param_group)
-        type(self)._factory(**self._factory_kwargs(values))
+        self.spec.factory(**self._factory_kwargs(values))
         self._sync()
         previous = self._tree_inner()
         self._params = jax.tree.map(lambda x: jnp.array(x, copy=True), union)
@@ -430,7 +436,7 @@ class Optimizer:
 
     def _keeps(self, field: str, values: Mapping[str, Any], state: Any) -> bool:
         """Whether torch's state holds ``field`` for a group with ``values`` and ``state``."""
-        condition = self._conditional.get(field)
+        condition = self.spec.state_when.get(field)
         return condition is None or bool(condition(values, state))
 
     def _mark_dirty(self, g: int, key: str) -> None:
@@ -461,7 +467,7 @@ class Optimizer:
                     rebuild = True  # a structural value (bool, schedule) or a changed shape
             if rebuild:
                 for pg in self.param_groups:
-                    type(self)._factory(**self._factory_kwargs(pg._values))
+                    self.spec.factory(**self._factory_kwargs(pg._values))
                 self._build(self._tree_inner())
             else:
                 self._refresh_host_vector()

@@ -60,13 +60,13 @@ def to_torch_layout(opt: Optimizer) -> dict[str, Any]:
         inner = state.inner[g]
         ids = list(range(first, first + len(opt._group_indices[g])))
         count = int(host_copy(inner.count))
-        if count > 0 or opt._state_from_start:
+        if count > 0 or opt.spec.state_at_construction:
             for j, pid in enumerate(ids):
                 entry: dict[str, Any] = {}
                 for field in inner._fields:
                     value = getattr(inner, field)
                     if field == "count":
-                        if opt._has_step:
+                        if opt.spec.step_entry:
                             entry["step"] = np.asarray(count, np.float32)
                     elif value is not None and opt._keeps(field, group._values, inner):
                         leaf = value[j] if isinstance(value, list) else value
@@ -106,7 +106,7 @@ def from_torch_layout(opt: Optimizer, state_dict: Mapping[str, Any]) -> None:
                 f"loaded state dict's param_groups[{g}] lacks {missing}: it does not come from "
                 f"a {type(opt).__name__} (nothing was changed)"
             )
-        type(opt)._factory(**opt._factory_kwargs(v))
+        opt.spec.factory(**opt._factory_kwargs(v))
     shapes = jax.eval_shape(opt._transform(values).init, opt.params).inner
     loaded = {}
     for g, saved in enumerate(saved_groups):
@@ -149,7 +149,7 @@ def _loaded_fields(opt: Optimizer, shapes: Any, entries: list[Mapping], ids: lis
     for field in shapes._fields:
         old = getattr(shapes, field)
         if field == "count":
-            if opt._has_step:
+            if opt.spec.step_entry:
                 steps = [e["step"] for e in with_state if "step" in e]
                 count = int(_numpy(steps[0]).item()) if steps else 0
             else:  # SGD keeps no step: a saved buffer means "past the first step"

@@ -52,6 +52,10 @@ class TorchSpec:
     """One ``torch.optim`` class, as the stateful layer needs it.
 
     - ``name``: torch's class name; ``factory``: the transform (:mod:`jaxsched.transforms`).
+      The stateful layer calls it with each traced number as a :class:`~._common.SplitFloat`
+      (the float32 rounding and the rest of the user's double), so it reads its numbers
+      through :func:`~._common.value_at` / :func:`~._common.complement`, as every transform
+      here does.
     - ``keys``: torch's ``param_group`` keys after ``"params"``, in torch's order (also the
       order of ``defaults``); the factory takes those it names.
     - ``fixed``: keys the class sets itself (not in its signature).
