@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import importlib.util
 import os
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -56,6 +56,12 @@ SCALAR_NAMES = kernel_entries()
 _TARGETS = [f"jaxsched_{k}_{d}" for k in SCALAR_NAMES for d in ("f32", "f64")]
 
 
+def library_path() -> str:
+    """Where the install put the kernel library (a plain shared library, not a Python module)."""
+    suffix = {"darwin": ".dylib", "win32": ".dll"}.get(sys.platform, ".so")
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "libjaxsched_kernels" + suffix)
+
+
 def kernels_available() -> bool:
     """True when the compiled kernels load, register with XLA and pass a smoke test."""
     return unavailable() is None
@@ -69,11 +75,11 @@ def unavailable() -> str | None:
     if jax.default_backend() != "cpu":
         return f"the default backend is {jax.default_backend()}, the kernels are CPU only"
     try:
-        spec = importlib.util.find_spec("jaxsched.optim._fused_cpu")
-        if spec is None or spec.origin is None:
-            return "the kernel library was not built at install"
-        library = ctypes.CDLL(spec.origin)
-        stale = version_problem(library, spec.origin)
+        origin = library_path()
+        if not os.path.exists(origin):
+            return f"the kernel library was not built at install (no {origin})"
+        library = ctypes.CDLL(origin)
+        stale = version_problem(library, origin)
         if stale is not None:
             return stale
         for name in _TARGETS:

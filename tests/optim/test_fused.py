@@ -3,6 +3,9 @@ as the XLA path and as torch, same state layout outside, no recompiles, clean fa
 
 from __future__ import annotations
 
+import ctypes
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -276,3 +279,17 @@ def test_a_stale_kernel_library_is_refused_and_the_fallback_is_announced(monkeyp
     with pytest.warns(RuntimeWarning, match="not used .*not built.*run their transforms under"):
         opt = optim.Adam({"w": jnp.ones(3)}, lr=0.1)
     assert opt.engine_info()[0].reason == "the kernel library was not built"
+
+
+def test_the_library_is_a_plain_shared_library_and_a_missing_one_is_named(monkeypatch):
+    path = _fused.library_path()
+    assert os.path.basename(path).startswith("libjaxsched_kernels.")  # no CPython ABI tag
+    assert os.path.exists(path)
+    library = ctypes.CDLL(path)
+    assert not hasattr(library, "PyInit_kernels")  # not a Python module
+    assert _fused.version_problem(library, path) is None
+    monkeypatch.setattr(_fused, "library_path", lambda: "/nowhere/libjaxsched_kernels.so")
+    reason = _fused.unavailable.__wrapped__()  # uncached: the process keeps its kernels
+    assert reason == (
+        "the kernel library was not built at install (no /nowhere/libjaxsched_kernels.so)"
+    )
