@@ -110,7 +110,7 @@ def relative_difference(ours: dict, ref: dict) -> float:
     entry passing near 0 does not count alone), floored at 1e-3 of the whole tree's peak as
     in the schedules' contract check (a leaf that ends near 0, e.g. a scalar decayed to 1e-4,
     is held to float rounding of the tree, not of itself).  A small leaf cannot hide behind a
-    large one: a leaf at 1e-3 of the peak and 1e-3 off itself fails by 100x."""
+    large one: a leaf at 1e-3 of the peak and 1e-3 off itself fails by ~100x."""
     peak = max(float(np.max(np.abs(r))) for r in ref.values())
     worst = 0.0
     for k, r in ref.items():
