@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # whole programs in subprocesses: CI runs them, the fast lane not
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 

@@ -10,31 +10,32 @@ import torch
 
 from jaxsched import optim
 from tests.optim.harness import TorchTwin, flat, make_tree, random_grads, two_groups
+from tests.optimizer_cases import CASES
 from tests.torch_reference import OPTIM_RTOL, relative_difference
 
 O = torch.optim
-# (class name, defaults, second group's overrides)
-CLASSES = [
-    ("SGD", dict(lr=0.01, momentum=0.9), dict(lr=0.001, nesterov=True)),
-    ("SGD", dict(lr=0.01), dict(lr=0.05, weight_decay=0.1)),
-    ("SGD", dict(lr=0.01, dampening=0.5), dict(momentum=0.5)),  # dampening inert at momentum 0
-    ("Adam", dict(lr=0.01), dict(lr=0.001, betas=(0.8, 0.99), amsgrad=True)),
-    ("AdamW", dict(lr=0.01), dict(weight_decay=0.1, eps=1e-4)),
-    ("Adagrad", dict(lr=0.1), dict(lr_decay=0.01, initial_accumulator_value=0.1)),
-    ("Adadelta", dict(), dict(rho=0.8, weight_decay=0.01)),
-    ("Adamax", dict(lr=0.01), dict(betas=(0.5, 0.9))),
-    ("ASGD", dict(lr=0.01, t0=5), dict(lambd=1e-3, alpha=0.5)),
-    (
-        "NAdam",
-        dict(lr=0.01),
-        dict(momentum_decay=0.01, decoupled_weight_decay=True, weight_decay=0.1),
-    ),
-    ("RAdam", dict(lr=0.01), dict(betas=(0.8, 0.95), weight_decay=0.1)),
-    ("RMSprop", dict(lr=0.001), dict(momentum=0.9, centered=True)),
-    ("Rprop", dict(lr=0.01), dict(etas=(0.3, 1.5), step_sizes=(1e-4, 1.0))),
-    ("Adafactor", dict(lr=0.01), dict(d=2.0, weight_decay=0.1)),
+# every registry case on every engine it can run on: the kernels where the optimizer has them,
+# and the transform under XLA (fused=False there; the only engine elsewhere)
+RUNS = [
+    (case, engine)
+    for case in CASES
+    for engine in (("kernel", "xla") if case.has_kernel else ("xla",))
 ]
-IDS = [f"{c[0]}-{i}" for i, c in enumerate(CLASSES)]
+RUN_IDS = [f"{case.id}-{engine}" for case, engine in RUNS]
+
+
+def _runs() -> list:
+    """The runs as pytest params; beyond the first case of each optimizer and engine they are
+    ``slow`` (the fast lane keeps one case per optimizer and engine, CI runs them all)."""
+    seen, params = set(), []
+    for (case, engine), run_id in zip(RUNS, RUN_IDS, strict=True):
+        first = (case.name, engine) not in seen
+        seen.add((case.name, engine))
+        marks = () if first else (pytest.mark.slow,)
+        params.append(pytest.param(case, engine, id=run_id, marks=marks))
+    return params
+
+
 STEPS = 60
 
 
@@ -42,13 +43,17 @@ def dtype_of(precision):
     return (jnp.float64, torch.float64) if precision == "float64" else (jnp.float32, torch.float32)
 
 
-def build(name, defaults, second, precision, seed=0):
+def build(case, engine, precision, seed=0):
     jdtype, tdtype = dtype_of(precision)
     tree = make_tree(seed)
-    ours = getattr(optim, name)(
-        two_groups(jax.tree.map(lambda x: jnp.asarray(x, jdtype), tree), second), **defaults
+    defaults = dict(
+        case.kwargs, **({"fused": False} if case.has_kernel and engine == "xla" else {})
     )
-    theirs = TorchTwin(getattr(O, name), two_groups(tree, second), dtype=tdtype, **defaults)
+    ours = case.jaxsched_class(
+        two_groups(jax.tree.map(lambda x: jnp.asarray(x, jdtype), tree), case.second), **defaults
+    )
+    assert {info.engine for info in ours.engine_info()} == {engine}
+    theirs = TorchTwin(case.torch_class, two_groups(tree, case.second), dtype=tdtype, **defaults)
     return ours, theirs
 
 
@@ -56,10 +61,10 @@ def cast(tree, precision):
     return jax.tree.map(lambda x: jnp.asarray(x, dtype_of(precision)[0]), tree)
 
 
-@pytest.mark.parametrize("case", CLASSES, ids=IDS)
-def test_two_groups_match_torch_with_a_manual_lr_write(case, precision):
-    name, defaults, second = case
-    ours, theirs = build(name, defaults, second, precision)
+@pytest.mark.parametrize(("case", "engine"), _runs())
+def test_two_groups_match_torch_with_a_manual_lr_write(case, engine, precision):
+    name = case.id
+    ours, theirs = build(case, engine, precision)
     for i, g in enumerate(random_grads(1, STEPS)):
         if i == STEPS // 2:  # a hand-written lr, as recipes do, in both
             for group_ours, group_theirs in zip(
@@ -72,7 +77,7 @@ def test_two_groups_match_torch_with_a_manual_lr_write(case, precision):
     assert err <= OPTIM_RTOL[precision], f"{name}: {err:.3g}"
 
 
-@pytest.mark.parametrize("name", sorted({c[0] for c in CLASSES}))
+@pytest.mark.parametrize("name", sorted({c.name for c in CASES}))
 def test_param_group_keys_are_torchs(name):
     tree = make_tree()
     ours = getattr(optim, name)(two_groups(tree, {"lr": 0.5}))
@@ -84,10 +89,10 @@ def test_param_group_keys_are_torchs(name):
     assert len(ours.param_groups[1]["params"]) == 2
 
 
-@pytest.mark.parametrize("case", CLASSES, ids=IDS)
-def test_state_dict_layout_round_trip_and_torch_import(case, precision):
-    name, defaults, second = case
-    ours, theirs = build(name, defaults, second, precision)
+@pytest.mark.parametrize(("case", "engine"), _runs())
+def test_state_dict_layout_round_trip_and_torch_import(case, engine, precision):
+    name = case.id
+    ours, theirs = build(case, engine, precision)
     grads = random_grads(2, 30)
     for g in grads[:15]:
         ours.step(cast(g, precision))
@@ -111,11 +116,11 @@ def test_state_dict_layout_round_trip_and_torch_import(case, precision):
             assert err / scale <= OPTIM_RTOL[precision], f"{name} {key}[{i}]: {err / scale:.3g}"
 
     # Round trip into a fresh optimizer continues bit-identically.
-    twin, _ = build(name, defaults, second, precision)
+    twin, _ = build(case, engine, precision)
     twin.load_state_dict(sd_ours)
     twin.params = ours.params
     # A torch state dict loads too and continues with parity.
-    imported, _ = build(name, defaults, second, precision)
+    imported, _ = build(case, engine, precision)
     imported.load_state_dict(sd_theirs)
     imported.params = cast(_torch_tree(theirs, ours.params), precision)
     for g in grads[15:]:
