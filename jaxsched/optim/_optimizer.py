@@ -100,7 +100,7 @@ class Optimizer:
         return grouped(self.spec.factory, labels, kwargs, static_args=self.spec.static_args)
 
     def _zero_decay_groups(self) -> set[int]:
-        """XLA-engine groups whose weight decay is exactly 0 now: the fast rule skips the
+        """XLA-engine groups whose weight decay is exactly 0 now: the zero-decay rule skips the
         term."""
         if "weight_decay" not in self._hyperparameter_names:
             return set()
@@ -158,7 +158,7 @@ class Optimizer:
         # some XLA group's weight decay is exactly 0, one that skips that term (a coupled decay
         # term makes XLA read the parameters in two more passes: +12-17% per Adam step even at
         # 0; the kernels skip it at run time).
-        self._fast_pattern = self._zero_decay_groups()
+        self._zero_decay_pattern = self._zero_decay_groups()
         # entry point -> its jitted rules; kept per configuration, so that a load or a flag
         # switched back to one seen before compiles nothing.
         self._programs = _programs.cached(self._program_cache, self._configuration())
@@ -181,7 +181,7 @@ class Optimizer:
             tuple(e.info for e in self._engines),
             tuple(statics),
             tuple((g, tuple(names.items())) for g, names in self._vector.layout.items()),
-            frozenset(self._fast_pattern),
+            frozenset(self._zero_decay_pattern),
         )
         try:
             hash(key)
@@ -194,8 +194,8 @@ class Optimizer:
             _programs.engine_update, self._engines, self._group_indices, self._vector.unpack,
             in_place,
         )  # fmt: skip
-        return rule(frozenset()), (rule(frozenset(self._fast_pattern)) if self._fast_pattern
-                                   else None)  # fmt: skip
+        pattern = frozenset(self._zero_decay_pattern)
+        return rule(frozenset()), (rule(pattern) if pattern else None)
 
     def _programs_for(
         self, key: Any, entry: Callable[[Callable], Callable], in_place: bool,
@@ -212,8 +212,8 @@ class Optimizer:
             )
         return programs
 
-    def _use_fast(self) -> bool:
-        return self._zero_decay_groups() == self._fast_pattern
+    def _zero_decay_applies(self) -> bool:
+        return self._zero_decay_groups() == self._zero_decay_pattern
 
     def _step_program(self) -> _programs.Programs:
         """``step``'s program: in place over donated parameters, unless a parameter array is
@@ -242,7 +242,7 @@ class Optimizer:
         HLO (``.as_text()``, ``.compile().as_text()``) or its cost.  Runs nothing."""
         self._sync()
         args = (self._leaves, self._inner, self._grad_leaves(grads), self._vector.current())
-        return self._step_program().lower(args, self._use_fast)
+        return self._step_program().lower(args, self._zero_decay_applies)
 
     def engine_info(self) -> list[_engines.EngineInfo]:
         """For each parameter group, which engine runs its update and why: ``"kernel"`` (the
@@ -335,7 +335,7 @@ class Optimizer:
         _programs.check_not_traced(grad_leaves, "optimizer.step")
         self._sync()
         args = (self._leaves, self._inner, grad_leaves, self._vector.current())
-        self._adopt("optimizer.step", *self._step_program().run(args, self._use_fast))
+        self._adopt("optimizer.step", *self._step_program().run(args, self._zero_decay_applies))
         return self._params
 
     def make_train_step(self, loss_fn: Callable[..., Any], *, has_aux: bool = False) -> Callable:
@@ -476,7 +476,7 @@ class Optimizer:
     # Everything a build or a load replaces; restored as a whole when one fails.
     _BUILT = (
         "_group_indices", "_leaves", "_treedef", "_dict_tree", "_signature", "tx", "_engines",
-        "_vector", "_inner", "_programs", "_fast_pattern", "_params", "_references",
+        "_vector", "_inner", "_programs", "_zero_decay_pattern", "_params", "_references",
         "_callbacks",
     )  # fmt: skip
 

@@ -61,23 +61,26 @@ class Programs:
         self,
         entry: Callable[[Update], Callable],
         general: Update,
-        fast: Update | None,
+        zero_decay: Update | None,
         donate: tuple[int, ...] = (0, 1),
     ):
         self.general = jax.jit(entry(general), donate_argnums=donate)
-        self.fast = None if fast is None else jax.jit(entry(fast), donate_argnums=donate)
+        self.zero_decay = (
+            None if zero_decay is None else jax.jit(entry(zero_decay), donate_argnums=donate)
+        )
         self.compiled: Any = None
         self.choice: Callable | None = None
 
-    def run(self, args: tuple, use_fast: Callable[[], bool]) -> Any:
-        """Run the program that applies now; ``use_fast`` is asked once per :meth:`forget`."""
-        if self.fast is not None and self.compiled is None:
+    def run(self, args: tuple, zero_decay_applies: Callable[[], bool]) -> Any:
+        """Run the program that applies now; ``zero_decay_applies`` is asked once per
+        :meth:`forget`."""
+        if self.zero_decay is not None and self.compiled is None:
             self.compiled = self.general.lower(*args).compile()
         if self.choice is None:  # re-decided only after a hyperparameter write
-            if self.fast is None:
+            if self.zero_decay is None:
                 self.choice = self.general
             else:
-                self.choice = self.fast if use_fast() else self.compiled
+                self.choice = self.zero_decay if zero_decay_applies() else self.compiled
         try:
             return self.choice(*args)
         except TypeError:
@@ -87,9 +90,13 @@ class Programs:
             # gradients, a smaller last batch): jit traces them, and checks or compiles.
             return self.general(*args)
 
-    def lower(self, args: tuple, use_fast: Callable[[], bool]) -> Any:
+    def lower(self, args: tuple, zero_decay_applies: Callable[[], bool]) -> Any:
         """The ``jax.stages.Lowered`` program that :meth:`run` would run on ``args``."""
-        program = self.fast if self.fast is not None and use_fast() else self.general
+        program = (
+            self.zero_decay
+            if self.zero_decay is not None and zero_decay_applies()
+            else self.general
+        )
         return program.lower(*args)
 
     def forget(self) -> None:

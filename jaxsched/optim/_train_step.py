@@ -54,11 +54,11 @@ class TrainStep:
         opt = self._optimizer
         _programs.check_not_traced(jax.tree.leaves((args, kwargs)), "train_step")
         full = self._arguments(args, kwargs)
-        leaves, inner, vector, out = self._program(args, kwargs).run(full, opt._use_fast)
+        leaves, inner, vector, out = self._program(args, kwargs).run(full, opt._zero_decay_applies)
         opt._adopt("train_step", leaves, inner, vector)
         return out
 
     def lower(self, *args: Any, **kwargs: Any) -> Any:
         """The program ``train_step(*args, **kwargs)`` would run, lowered."""
         full = self._arguments(args, kwargs)
-        return self._program(args, kwargs).lower(full, self._optimizer._use_fast)
+        return self._program(args, kwargs).lower(full, self._optimizer._zero_decay_applies)
