@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+import weakref
+from collections.abc import Collection, Iterator, MutableMapping
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ._optimizer import Optimizer
+
+class GroupOwner(Protocol):
+    """What a group needs from the optimizer that holds it."""
+
+    _hyperparameter_names: Collection[str]
+
+    def _group_leaves(self, g: int) -> list[Any]: ...
+
+    def _mark_dirty(self, g: int, key: str) -> None: ...
 
 
 class ParamGroup(MutableMapping):
@@ -20,10 +28,19 @@ class ParamGroup(MutableMapping):
     scheduler, your own notes) are simply stored.
     """
 
-    def __init__(self, optimizer: Optimizer, index: int, values: dict[str, Any]) -> None:
-        self._optimizer = optimizer
+    def __init__(self, owner: GroupOwner, index: int, values: dict[str, Any]) -> None:
+        # a weak reference: the optimizer owns its groups, not the other way round (no cycle,
+        # and a deep copy of the groups does not copy the optimizer)
+        self._owner = weakref.ref(owner)
         self._index = index
         self._values = values
+
+    @property
+    def _optimizer(self) -> GroupOwner:
+        owner = self._owner()
+        if owner is None:
+            raise ReferenceError("this param_group's optimizer no longer exists")
+        return owner
 
     def __getitem__(self, key: str) -> Any:
         if key == "params":
@@ -37,10 +54,13 @@ class ParamGroup(MutableMapping):
                 "new parameters"
             )
         self._values[key] = value
-        self._optimizer._mark_dirty(self._index, key)
+        owner = self._owner()
+        if owner is not None:  # a group outliving its optimizer is a plain mapping
+            owner._mark_dirty(self._index, key)
 
     def __delitem__(self, key: str) -> None:
-        if key == "params" or key in self._optimizer._hyperparameter_names:
+        owner = self._owner()
+        if key == "params" or (owner is not None and key in owner._hyperparameter_names):
             raise KeyError(f"cannot delete {key!r}: the optimizer needs it")
         del self._values[key]
 
@@ -53,5 +73,6 @@ class ParamGroup(MutableMapping):
 
     def __repr__(self) -> str:
         body = ", ".join(f"{k!r}: {v!r}" for k, v in self._values.items())
-        n = len(self._optimizer._group_indices[self._index])
+        owner = self._owner()
+        n = "?" if owner is None else len(owner._group_leaves(self._index))
         return f"ParamGroup({{'params': [{n} arrays], {body}}})"

@@ -378,3 +378,23 @@ def test_sgd_momentum_written_mid_run_matches_torch(momenta, fused, x64):
     resumed.step({"w": jnp.asarray(g)})
     np.testing.assert_allclose(np.asarray(resumed.params["w"]), tensor.detach().numpy(),
                                rtol=1e-14)  # fmt: skip
+
+
+def test_param_groups_hold_their_optimizer_weakly():
+    import copy
+    import gc
+    import weakref
+
+    opt = optim.SGD({"w": jnp.ones(2)}, lr=0.1)
+    group = opt.param_groups[0]
+    assert opt not in gc.get_referents(group)  # no group -> optimizer reference cycle
+    copied = copy.deepcopy(opt.param_groups)  # copies the values, not the optimizer
+    assert copied[0]["lr"] == 0.1 and copied[0]._owner() is opt
+    alive = weakref.ref(opt)
+    del opt, copied
+    gc.collect()
+    assert alive() is None
+    group["lr"] = 0.5  # a group outliving its optimizer is a plain mapping
+    assert group["lr"] == 0.5
+    with pytest.raises(ReferenceError, match="no longer exists"):
+        group["params"]
