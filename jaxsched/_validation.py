@@ -1,4 +1,4 @@
-"""Argument checks shared by every factory.
+"""Argument checks shared by every factory: schedules, transforms, stateful classes.
 
 Each check raises at construction time with a message that names the argument and the
 offending value, so that a bad hyperparameter never surfaces later as a NaN or as an
@@ -15,6 +15,70 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+class RuntimeValue:
+    """Base of hyperparameter wrappers whose number is only known inside the compiled program
+    (``transforms._common.SplitFloat``): checks skip them, as they skip tracers."""
+
+
+def concrete(value: Any) -> float | None:
+    """The Python float behind ``value``, or ``None`` for a schedule or a tracer."""
+    if isinstance(value, (str, bytes, bool)):
+        raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
+    if callable(value) or isinstance(value, (jax.core.Tracer, RuntimeValue)):
+        return None
+    if isinstance(value, (np.ndarray, jax.Array)):
+        if np.size(value) != 1:
+            raise ValueError(f"Expected a scalar hyperparameter, but got shape {np.shape(value)}")
+        return float(np.asarray(value).reshape(()))
+    return float(value)
+
+
+def check(value: Any, ok: Callable[[float], bool], message: str) -> None:
+    """Raise ``ValueError(message.format(value))`` when a concrete ``value`` fails ``ok``.
+
+    NaN fails every check (``ok`` is written as the condition a valid value meets).
+    """
+    try:
+        number = concrete(value)
+    except TypeError as err:
+        raise TypeError(f"{message.format(repr(value))} ({err})") from None
+    if number is not None and (math.isnan(number) or not ok(number)):
+        raise ValueError(message.format(value))
+
+
+def check_lr(lr: Any) -> None:
+    check(lr, lambda v: v >= 0.0, "Invalid learning rate: {}")
+
+
+def check_eps(eps: Any) -> None:
+    check(eps, lambda v: v >= 0.0, "Invalid epsilon value: {}")
+
+
+def check_weight_decay(weight_decay: Any) -> None:
+    check(weight_decay, lambda v: v >= 0.0, "Invalid weight_decay value: {}")
+
+
+def check_betas(betas: tuple[Any, Any]) -> None:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"Expected betas to be a pair (beta1, beta2), but got {betas!r}")
+    for i, beta in enumerate(betas):
+        check(beta, lambda v: 0.0 <= v < 1.0, f"Invalid beta parameter at index {i}: {{}}")
+
+
+def check_flags(
+    foreach: bool | None = None,
+    fused: bool | None = None,
+    capturable: bool = False,
+    differentiable: bool = False,
+) -> None:
+    """Torch's implementation flags change nothing here; torch's own conflicts still raise."""
+    del capturable
+    if fused and foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    if fused and differentiable:
+        raise RuntimeError("`fused` does not support `differentiable`")
 
 
 def as_real(name: str, value: Any) -> float:
@@ -86,3 +150,39 @@ def check_scalar_fn(name: str, fn: Any, arg_desc: str) -> Callable[[jax.Array], 
     ):
         raise ValueError(f"{name} must return a real number, but it returned {out}")
     return fn
+
+
+def _positive_int(name: str, value: Any, show: Callable[[Any], str]) -> int:
+    # torch checks the type too: 10.0 is rejected (and so is a bool here)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"Expected positive integer {name}, but got {show(value)}")
+    return value
+
+
+def check_cycle(
+    total_steps: int | None,
+    epochs: int | None,
+    steps_per_epoch: int | None,
+    pct_start: float,
+    anneal_strategy: str,
+    show: Callable[[Any], str] = repr,
+) -> int:
+    """OneCycle's length and shape arguments, checked as torch checks them (functional and
+    stateful alike); returns the total number of steps.  ``show`` writes the bad value into
+    the message: ``repr`` (the functional API: ``'foo'``), ``str`` (the stateful class:
+    torch's exact text)."""
+    if total_steps is not None:
+        total = _positive_int("total_steps", total_steps, show)
+    elif epochs is not None and steps_per_epoch is not None:
+        total = _positive_int("epochs", epochs, show) * _positive_int(
+            "steps_per_epoch", steps_per_epoch, show
+        )
+    else:
+        raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
+    if not isinstance(pct_start, float) or not 0.0 <= pct_start <= 1.0:
+        raise ValueError(f"Expected float between 0 and 1 pct_start, but got {show(pct_start)}")
+    if anneal_strategy not in ("cos", "linear"):
+        raise ValueError(
+            f"anneal_strategy must be one of 'cos' or 'linear', instead got {show(anneal_strategy)}"
+        )
+    return total

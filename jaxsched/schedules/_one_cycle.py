@@ -9,15 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validation import as_real, check_base_lr
+from .._validation import as_real, check_base_lr, check_cycle
 from ._numerics import as_count, blend, float_dtype, sin_sq_half_pi
-
-
-def _positive_int(name: str, value) -> int:
-    # torch checks the type too: 10.0 is rejected.
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"Expected positive integer {name}, but got {value!r}")
-    return value
 
 
 def _phase_ends(
@@ -30,18 +23,7 @@ def _phase_ends(
 ) -> tuple[int, list[float]]:
     """Validate the shared arguments; return ``T`` and the end step of every phase (torch's
     floats, e.g. ``pct_start * T - 1``)."""
-    if total_steps is not None:
-        total = _positive_int("total_steps", total_steps)
-    elif epochs is not None and steps_per_epoch is not None:
-        total = _positive_int("epochs", epochs) * _positive_int("steps_per_epoch", steps_per_epoch)
-    else:
-        raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
-    if not isinstance(pct_start, float) or not 0.0 <= pct_start <= 1.0:
-        raise ValueError(f"Expected float between 0 and 1 pct_start, but got {pct_start!r}")
-    if anneal_strategy not in ("cos", "linear"):
-        raise ValueError(
-            f"anneal_strategy must be one of 'cos' or 'linear', instead got {anneal_strategy!r}"
-        )
+    total = check_cycle(total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy)
     if three_phase:
         ends = [float(pct_start * total) - 1, float(2 * pct_start * total) - 2, float(total - 1)]
     else:

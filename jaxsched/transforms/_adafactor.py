@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .._validation import check
 from ._common import (
     Hyperparam,
     cast,
-    check,
     compute_dtype,
     is_zero,
     map_leaves,

@@ -10,15 +10,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .._validation import check_betas, check_eps, check_flags, check_lr, check_weight_decay
 from ._common import (
     Hyperparam,
     adam_moments,
     cast,
-    check_betas,
-    check_eps,
-    check_flags,
-    check_lr,
-    check_weight_decay,
     complement,
     compute_dtype,
     is_zero,

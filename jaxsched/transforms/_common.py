@@ -16,9 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._validation import RuntimeValue, concrete
+
 
 @dataclasses.dataclass(frozen=True)
-class SplitFloat:
+class SplitFloat(RuntimeValue):
     """A scalar hyperparameter known to more precision than its dtype holds: the value is
     ``hi + lo`` with ``hi`` its rounding to the dtype (float32 without x64) and ``lo`` the
     rest.  The stateful optimizers pass their traced hyperparameters so, from the double the
@@ -34,65 +36,6 @@ class SplitFloat:
 
 
 Hyperparam: TypeAlias = float | jax.Array | SplitFloat | Callable[[jax.Array], Any]
-
-
-def concrete(value: Any) -> float | None:
-    """The Python float behind ``value``, or ``None`` for a schedule or a tracer."""
-    if isinstance(value, (str, bytes, bool)):
-        raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
-    if callable(value) or isinstance(value, (jax.core.Tracer, SplitFloat)):
-        return None
-    if isinstance(value, (np.ndarray, jax.Array)):
-        if np.size(value) != 1:
-            raise ValueError(f"Expected a scalar hyperparameter, but got shape {np.shape(value)}")
-        return float(np.asarray(value).reshape(()))
-    return float(value)
-
-
-def check(value: Any, ok: Callable[[float], bool], message: str) -> None:
-    """Raise ``ValueError(message.format(value))`` when a concrete ``value`` fails ``ok``.
-
-    NaN fails every check (``ok`` is written as the condition a valid value meets).
-    """
-    try:
-        number = concrete(value)
-    except TypeError as err:
-        raise TypeError(f"{message.format(repr(value))} ({err})") from None
-    if number is not None and (math.isnan(number) or not ok(number)):
-        raise ValueError(message.format(value))
-
-
-def check_lr(lr: Hyperparam) -> None:
-    check(lr, lambda v: v >= 0.0, "Invalid learning rate: {}")
-
-
-def check_eps(eps: Hyperparam) -> None:
-    check(eps, lambda v: v >= 0.0, "Invalid epsilon value: {}")
-
-
-def check_weight_decay(weight_decay: Hyperparam) -> None:
-    check(weight_decay, lambda v: v >= 0.0, "Invalid weight_decay value: {}")
-
-
-def check_betas(betas: tuple[Hyperparam, Hyperparam]) -> None:
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"Expected betas to be a pair (beta1, beta2), but got {betas!r}")
-    for i, beta in enumerate(betas):
-        check(beta, lambda v: 0.0 <= v < 1.0, f"Invalid beta parameter at index {i}: {{}}")
-
-
-def check_flags(
-    foreach: bool | None = None,
-    fused: bool | None = None,
-    capturable: bool = False,
-    differentiable: bool = False,
-) -> None:
-    """Torch's implementation flags change nothing here; torch's own conflicts still raise."""
-    del capturable
-    if fused and foreach:
-        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
-    if fused and differentiable:
-        raise RuntimeError("`fused` does not support `differentiable`")
 
 
 def is_zero(value: Hyperparam) -> bool:

@@ -9,18 +9,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._common import (
-    Hyperparam,
-    adam_moments,
-    cast,
+from .._validation import (
     check_betas,
     check_eps,
     check_flags,
     check_lr,
     check_weight_decay,
+    concrete,
+)
+from ._common import (
+    Hyperparam,
+    adam_moments,
+    cast,
     complement,
     compute_dtype,
-    concrete,
     is_zero,
     map_leaves,
     need_params,

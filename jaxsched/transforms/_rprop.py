@@ -8,13 +8,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .._validation import check_flags, check_lr, concrete
 from ._common import (
     Hyperparam,
     cast,
-    check_flags,
-    check_lr,
     compute_dtype,
-    concrete,
     map_leaves,
     torch_sign,
     tree_zeros_like,

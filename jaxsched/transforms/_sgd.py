@@ -8,15 +8,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .._validation import check, check_flags, check_lr, check_weight_decay, concrete
 from ._common import (
     Hyperparam,
     cast,
-    check,
-    check_flags,
-    check_lr,
-    check_weight_decay,
     compute_dtype,
-    concrete,
     is_zero,
     map_leaves,
     need_params,

@@ -312,3 +312,33 @@ def test_scheduler_step_moves_nothing_to_the_device():
         for _ in range(5):
             sched.step()
             o.param_groups[0]["lr"]  # reading a value needs no device either
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(total_steps=0),
+        dict(total_steps=10.0),
+        dict(epochs=2),
+        dict(epochs=-1, steps_per_epoch=3),
+        dict(epochs=2, steps_per_epoch=0),
+        dict(total_steps=10, pct_start=1.5),
+        dict(total_steps=10, pct_start=1),
+        dict(total_steps=10, anneal_strategy="cosine"),
+    ],
+)
+def test_one_cycle_arguments_are_checked_once_for_both_apis(kwargs):
+    """The functional schedule and the stateful scheduler share one check: same errors, and
+    torch's exact message from the stateful one."""
+    with pytest.raises(ValueError) as functional:
+        S.one_cycle_lr(0.1, **kwargs)
+    opt = optim.SGD({"w": jnp.ones(2)}, lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError) as stateful:
+        J.OneCycleLR(opt, max_lr=0.1, **kwargs)
+    # one check: the same text but for how the value is shown (repr in the functional API)
+    assert str(stateful.value).split(" got")[0] == str(functional.value).split(" got")[0]
+    param = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError) as theirs:
+        T.OneCycleLR(torch.optim.SGD([param], lr=0.1, momentum=0.9), max_lr=0.1, **kwargs)
+    assert str(theirs.value) == str(stateful.value)

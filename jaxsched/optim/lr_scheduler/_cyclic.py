@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from ..._validation import check_cycle
 from ._base import LRScheduler, check_optimizer, per_group
 
 
@@ -182,20 +183,9 @@ class OneCycleLR(LRScheduler):
     ) -> None:  # fmt: skip
         check_optimizer(optimizer)
         self.optimizer = optimizer
-        if total_steps is not None:
-            if total_steps <= 0 or not isinstance(total_steps, int):
-                raise ValueError(f"Expected positive integer total_steps, but got {total_steps}")
-            self.total_steps = total_steps
-        elif epochs is not None and steps_per_epoch is not None:
-            if not isinstance(epochs, int) or epochs <= 0:
-                raise ValueError(f"Expected positive integer epochs, but got {epochs}")
-            if not isinstance(steps_per_epoch, int) or steps_per_epoch <= 0:
-                raise ValueError(
-                    f"Expected positive integer steps_per_epoch, but got {steps_per_epoch}"
-                )
-            self.total_steps = epochs * steps_per_epoch
-        else:
-            raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
+        self.total_steps = check_cycle(
+            total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy, show=str
+        )
         t = self.total_steps
         if three_phase:
             self._schedule_phases = [
@@ -211,12 +201,6 @@ class OneCycleLR(LRScheduler):
                        "base_momentum"),
                 _phase(t - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"),
             ]  # fmt: skip
-        if pct_start < 0 or pct_start > 1 or not isinstance(pct_start, float):
-            raise ValueError(f"Expected float between 0 and 1 pct_start, but got {pct_start}")
-        if anneal_strategy not in ("cos", "linear"):
-            raise ValueError(
-                f"anneal_strategy must be one of 'cos' or 'linear', instead got {anneal_strategy}"
-            )
         self._anneal_func_type = anneal_strategy
         max_lrs = per_group("max_lr", optimizer, max_lr)
         if last_epoch == -1:
