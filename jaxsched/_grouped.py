@@ -20,8 +20,8 @@ class GroupedState(NamedTuple):
     parameter tree's flatten order); ``hyperparams[g]``: ``{name: array}``, tuples (``betas``)
     as tuples of arrays, with ``None`` where an element is not numeric."""
 
-    inner: dict[Hashable, Any]
-    hyperparams: dict[Hashable, dict[str, Any]]
+    inner: dict[Any, Any]  # keyed by group label
+    hyperparams: dict[Any, dict[str, Any]]
 
 
 def _is_number(value: Any) -> bool:
@@ -38,7 +38,8 @@ def split_hyperparams(
     """Split keyword arguments into numeric ones (held as arrays in the state) and the rest
     (booleans, strings, schedules, ``None``, and every name in ``static_args``: loop counts,
     sizes), which shape the computation and stay Python values."""
-    dynamic, static = {}, {}
+    dynamic: dict[str, Any] = {}
+    static: dict[str, Any] = {}
     dtype = jnp.result_type(float)
     for name, value in values.items():
         if name in static_args:
@@ -103,7 +104,7 @@ def _factories(
 def grouped(
     factory: Factory | Mapping[Hashable, Factory],
     param_labels: Any,
-    groups: Mapping[Hashable, Mapping[str, Any]],
+    groups: Mapping[Any, Mapping[str, Any]],
     /,
     *,
     static_args: Collection[str] = (),

@@ -175,7 +175,7 @@ class KernelEngine:
         """A fresh (zero) state, allocated with its sharding; ``leaves`` only fix the layout,
         which the engine already holds."""
         del leaves
-        fields = []
+        fields: list[Any] = []
         for v in self._template:
             if _is_leaf_list(v):
                 fields.append([part.layout.flat_zeros(v[0].dtype) for part in self._parts])
@@ -187,7 +187,7 @@ class KernelEngine:
 
     def from_tree(self, tree: Any) -> Any:
         """The transform's state (host or device arrays) -> the flat layout, placed."""
-        fields = []
+        fields: list[Any] = []
         for v, shape in zip(tree, self._template, strict=True):
             if _is_leaf_list(v):
                 dtype = shape[0].dtype
@@ -200,7 +200,7 @@ class KernelEngine:
 
     def to_tree(self, state: Any) -> Any:
         """The flat layout -> the transform's state, each leaf with its parameter's sharding."""
-        out = []
+        out: list[Any] = []
         for v in state:
             if isinstance(v, list):
                 out.append([x for part, flat in zip(self._parts, v, strict=True)

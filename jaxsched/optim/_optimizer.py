@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import jax
@@ -94,7 +94,7 @@ class Optimizer:
             kwargs[key] = self.defaults[key]
         return kwargs
 
-    def _transform(self, values: list[Mapping[str, Any]]) -> optax.GradientTransformation:
+    def _transform(self, values: Sequence[Mapping[str, Any]]) -> optax.GradientTransformation:
         labels = _trees.labels_for(self._params, self._group_indices)
         kwargs = {g: self._factory_kwargs(v) for g, v in enumerate(values)}
         return grouped(self.spec.factory, labels, kwargs, static_args=self.spec.static_args)

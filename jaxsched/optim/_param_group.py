@@ -10,7 +10,8 @@ from typing import Any, Protocol
 class GroupOwner(Protocol):
     """What a group needs from the optimizer that holds it."""
 
-    _hyperparameter_names: Collection[str]
+    @property
+    def _hyperparameter_names(self) -> Collection[str]: ...
 
     def _group_leaves(self, g: int) -> list[Any]: ...
 

@@ -31,7 +31,7 @@ def replicated(leaf: jax.Array) -> Sharding | None:
     sharding = leaf.sharding
     if isinstance(sharding, NamedSharding):
         return NamedSharding(sharding.mesh, PartitionSpec())
-    devices = sorted(sharding.device_set, key=lambda d: d.id)
+    devices: list[Any] = sorted(sharding.device_set, key=lambda d: d.id)
     if len(devices) == 1:
         return SingleDeviceSharding(devices[0])
     return NamedSharding(Mesh(np.array(devices), ("devices",)), PartitionSpec())
@@ -41,7 +41,7 @@ def like(state_leaf: Any, param: jax.Array | None, anchor: jax.Array) -> Shardin
     """Where a state array belongs: ``param``'s sharding when it has ``param``'s shape, else
     replicated over ``anchor``'s devices (``anchor``: a parameter of the same group)."""
     committed = param is not None and getattr(param, "committed", False)
-    if committed and tuple(state_leaf.shape) == tuple(param.shape):
+    if committed and param is not None and tuple(state_leaf.shape) == tuple(param.shape):
         return param.sharding
     return replicated(anchor)
 
@@ -105,24 +105,29 @@ class ShardLayout:
         return jnp.zeros(n, dtype, device=self.flat_sharding)
 
     def scalar(self, value: Any, dtype: Any) -> jax.Array:
-        return put(np.asarray(value, dtype), self.scalar_sharding)
+        placed = put(np.asarray(value, dtype), self.scalar_sharding)
+        assert placed is not None
+        return placed
 
     @classmethod
     def of(cls, leaves: Sequence[jax.Array]) -> ShardLayout | str:
         """The layout of ``leaves``, or why the kernels cannot run on their shards."""
-        shardings = [leaf.sharding for leaf in leaves]
+        all_shardings = [leaf.sharding for leaf in leaves]
         shapes = tuple(tuple(leaf.shape) for leaf in leaves)
-        if all(isinstance(s, SingleDeviceSharding) for s in shardings):
-            devices = {next(iter(s.device_set)) for s in shardings}
+        if all(isinstance(s, SingleDeviceSharding) for s in all_shardings):
+            devices = {next(iter(s.device_set)) for s in all_shardings}
             committed = [leaf for leaf in leaves if leaf.committed]
             if len(devices) > 1 and committed:
                 return "the group's leaves are committed to different devices"
             sharding = committed[0].sharding if committed else None
             return cls(None, None, shapes, sharding, sharding)
-        if not all(isinstance(s, NamedSharding) for s in shardings):
-            kinds = sorted({type(s).__name__ for s in shardings})
+        shardings = [s for s in all_shardings if isinstance(s, NamedSharding)]
+        if len(shardings) != len(all_shardings):
+            kinds = sorted({type(s).__name__ for s in all_shardings})
             return f"the group's leaves have shardings the kernels do not split: {kinds}"
         mesh = shardings[0].mesh
+        if not isinstance(mesh, Mesh):
+            return f"the group's leaves are sharded over an abstract mesh ({mesh})"
         if any(s.mesh != mesh for s in shardings):
             return "the group's leaves are sharded over different meshes"
         local = []

@@ -150,8 +150,8 @@ def _loaded_fields(opt: Optimizer, shapes: Any, entries: list[Mapping], ids: lis
         old = getattr(shapes, field)
         if field == "count":
             if opt.spec.step_entry:
-                steps = [e["step"] for e in with_state if "step" in e]
-                count = int(_numpy(steps[0]).item()) if steps else 0
+                saved_steps = [e["step"] for e in with_state if "step" in e]
+                count = int(_numpy(saved_steps[0]).item()) if saved_steps else 0
             else:  # SGD keeps no step: a saved buffer means "past the first step"
                 count = 1 if any(field_name in e for e in with_state for field_name in e) else 0
             fields[field] = np.asarray(count, old.dtype)

@@ -133,7 +133,7 @@ class DictLayout:
         holds anything but dicts and arrays."""
 
         def build(node: Any) -> DictLayout | None:
-            children = []
+            children: list[DictLayout | None] = []
             for value in node.values():
                 if type(value) is dict:
                     child = build(value)

@@ -26,7 +26,7 @@ from ._spec import TorchSpec, words
 
 
 class AdadeltaState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count
     square_avg: Any
     acc_delta: Any
 

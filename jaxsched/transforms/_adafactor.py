@@ -30,7 +30,7 @@ class AdafactorState(NamedTuple):
     """Per leaf: ``row_var``/``col_var`` (factored, for leaves with 2+ dims) or ``variance``
     (for vectors and scalars); ``None`` where torch keeps no such entry."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count
     row_var: Any
     col_var: Any
     variance: Any

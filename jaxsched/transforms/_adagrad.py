@@ -24,7 +24,7 @@ from ._spec import TorchSpec, words
 
 
 class AdagradState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count
     sum: Any
 
 

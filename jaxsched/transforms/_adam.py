@@ -32,7 +32,7 @@ class AdamState(NamedTuple):
     """Torch's per-parameter ``step``/``exp_avg``/``exp_avg_sq``/``max_exp_avg_sq`` (the last
     only with ``amsgrad``); one ``count`` serves every leaf, since they step together."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count
     exp_avg: Any
     exp_avg_sq: Any
     max_exp_avg_sq: Any

@@ -27,7 +27,7 @@ from ._spec import TorchSpec, words
 
 
 class AdamaxState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count
     exp_avg: Any
     exp_inf: Any
 

@@ -29,7 +29,7 @@ from ._spec import TorchSpec, words
 class ASGDState(NamedTuple):
     """``eta`` and ``mu`` are float32 scalars, as torch keeps them; ``ax`` is the average."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count
     eta: jax.Array
     mu: jax.Array
     ax: Any

@@ -31,7 +31,7 @@ from ._spec import TorchSpec, words
 class NAdamState(NamedTuple):
     """``mu_product`` is a float32 scalar, as torch keeps it (also for float64 parameters)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count
     mu_product: jax.Array
     exp_avg: Any
     exp_avg_sq: Any

@@ -36,7 +36,7 @@ from ._spec import TorchSpec, words
 
 
 class RAdamState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count
     exp_avg: Any
     exp_avg_sq: Any
 

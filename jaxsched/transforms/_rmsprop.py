@@ -29,7 +29,7 @@ class RMSpropState(NamedTuple):
     """``momentum_buffer`` only with a momentum; ``grad_avg`` only when ``centered`` (torch's
     order of its per-parameter state)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count
     square_avg: Any
     momentum_buffer: Any
     grad_avg: Any

@@ -23,7 +23,7 @@ from ._spec import TorchSpec, words
 
 
 class RpropState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count
     prev: Any
     step_size: Any
 

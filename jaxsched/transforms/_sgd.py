@@ -29,7 +29,7 @@ class SGDState(NamedTuple):
     non-zero momentum (torch creates the buffer from the gradient at the first of them and
     leaves it untouched while the momentum is 0)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count
     momentum_buffer: Any
     momentum_steps: Any = None
 

@@ -77,11 +77,16 @@ class SequentialLR(LRScheduler):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        for child, saved in zip(self._schedulers, state.pop("_schedulers"), strict=True):
-            child.load_state_dict(saved)
-        for key, value in state.items():
-            setattr(self, key, _copy(value))
+        _load_children_and_keys(self, state_dict)
+
+
+def _load_children_and_keys(scheduler: Any, state_dict: dict[str, Any]) -> None:
+    """The composite schedulers' layout: the children's state dicts, then plain keys."""
+    state = dict(state_dict)
+    for child, saved in zip(scheduler._schedulers, state.pop("_schedulers"), strict=True):
+        child.load_state_dict(saved)
+    for key, value in state.items():
+        setattr(scheduler, key, _copy(value))
 
 
 def _undo_initial_steps(scheduler: Any) -> None:
@@ -115,7 +120,7 @@ class ChainedScheduler(LRScheduler):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        SequentialLR.load_state_dict(self, state_dict)  # same layout: children + plain keys
+        _load_children_and_keys(self, state_dict)
 
 
 class ReduceLROnPlateau(LRScheduler):

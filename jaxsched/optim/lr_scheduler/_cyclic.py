@@ -30,7 +30,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             )
         check_optimizer(optimizer)
         self.T_0, self.T_i, self.T_mult, self.eta_min = T_0, T_0, T_mult, eta_min
-        self.T_cur = last_epoch
+        self.T_cur: float = last_epoch  # torch's epoch may be fractional (step(epoch=2.5))
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
