@@ -23,7 +23,7 @@ import optax
 
 from .._grouped import GroupedState, _is_number, grouped, split_hyperparams
 from ..transforms._spec import TorchSpec
-from . import _engines, _placement, _programs, _trees
+from . import _engines, _placement, _programs, _state_dict, _trees
 from ._hyper import HyperVector
 from ._param_group import ParamGroup
 from ._train_step import TrainStep
@@ -376,15 +376,39 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         """torch's layout: ``{"state": {i: {...}}, "param_groups": [{..., "params": [i...]}]}``."""
-        from ._state_dict import to_torch_layout
-
-        return to_torch_layout(self)
+        inner = self.opt_state.inner
+        return _state_dict.to_torch_layout(
+            self.spec,
+            [
+                (pg._values, len(idx), inner[g])
+                for g, (pg, idx) in enumerate(
+                    zip(self.param_groups, self._group_indices, strict=True)
+                )
+            ],
+        )
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load a state dict from :meth:`state_dict` or from torch itself (tensors)."""
-        from ._state_dict import from_torch_layout
-
-        from_torch_layout(self, state_dict)
+        """Load a state dict from :meth:`state_dict` or from torch itself (tensors).  Everything
+        is validated first; on error the optimizer is unchanged.  The loaded arrays go from the
+        host straight to the parameters' devices and shardings."""
+        values, loaded = _state_dict.read_torch_layout(
+            state_dict,
+            spec=self.spec,
+            sizes=[len(idx) for idx in self._group_indices],
+            defaults=self.defaults,
+            required=self._hyperparameter_names,
+            check_values=lambda v: self.spec.factory(**self._factory_kwargs(v)),
+            state_shapes=lambda v: jax.eval_shape(self._transform(v).init, self.params).inner,
+        )
+        # A fresh build makes the state torch would create lazily for what the state dict does
+        # not hold; the loaded entries replace the rest.
+        with self._all_or_nothing():
+            for group, v in zip(self.param_groups, values, strict=True):
+                group._values = v
+            self._build(None)
+            fresh = self._tree_inner()
+            self._build({g: _state_dict.overlay(fresh[g], loaded[g]) for g in fresh})
+        self._dirty.clear()
 
     def __getstate__(self) -> dict[str, Any]:
         """What ``copy.deepcopy`` and ``pickle`` keep: the groups, params and state as host
@@ -433,11 +457,6 @@ class Optimizer:
 
     def _group_leaves(self, g: int) -> list[jax.Array]:
         return [self._leaves[i] for i in self._group_indices[g]]
-
-    def _keeps(self, field: str, values: Mapping[str, Any], state: Any) -> bool:
-        """Whether torch's state holds ``field`` for a group with ``values`` and ``state``."""
-        condition = self.spec.state_when.get(field)
-        return condition is None or bool(condition(values, state))
 
     def _mark_dirty(self, g: int, key: str) -> None:
         """Called by ``ParamGroup.__setitem__``.  A number written over a number (the common

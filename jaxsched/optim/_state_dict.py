@@ -9,14 +9,12 @@ where torch keeps nothing) and scalar fields are shared by the group's parameter
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-import jax
 import numpy as np
 
-if TYPE_CHECKING:
-    from ._optimizer import Optimizer
+from ..transforms._spec import TorchSpec
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -51,45 +49,66 @@ def host_copy(value: Any) -> np.ndarray:
     return np.array(value)
 
 
-def to_torch_layout(opt: Optimizer) -> dict[str, Any]:
-    state = opt.opt_state
+def to_torch_layout(
+    spec: TorchSpec, groups: Sequence[tuple[Mapping[str, Any], int, Any]]
+) -> dict[str, Any]:
+    """torch's ``state_dict`` from each group's ``(values, number of parameters, state)``
+    (the state in the transform's layout); parameters numbered across groups in order."""
     out: dict[int, dict[str, Any]] = {}
-    groups = []
+    saved_groups = []
     first = 0
-    for g, group in enumerate(opt.param_groups):
-        inner = state.inner[g]
-        ids = list(range(first, first + len(opt._group_indices[g])))
+    for values, size, inner in groups:
+        ids = list(range(first, first + size))
         count = int(host_copy(inner.count))
-        if count > 0 or opt.spec.state_at_construction:
+        if count > 0 or spec.state_at_construction:
             for j, pid in enumerate(ids):
                 entry: dict[str, Any] = {}
                 for field in inner._fields:
                     value = getattr(inner, field)
                     if field == "count":
-                        if opt.spec.step_entry:
+                        if spec.step_entry:
                             entry["step"] = np.asarray(count, np.float32)
-                    elif value is not None and opt._keeps(field, group._values, inner):
+                    elif value is not None and _keeps(spec, field, values, inner):
                         leaf = value[j] if isinstance(value, list) else value
                         if leaf is not None:
                             entry[field] = host_copy(leaf)
                 if entry:
                     out[pid] = entry
-        saved = dict(group._values)
+        saved = dict(values)
         saved["params"] = ids
-        groups.append(saved)
-        first += len(ids)
-    return {"state": out, "param_groups": groups}
+        saved_groups.append(saved)
+        first += size
+    return {"state": out, "param_groups": saved_groups}
 
 
-def from_torch_layout(opt: Optimizer, state_dict: Mapping[str, Any]) -> None:
-    """Validate everything first, then replace; on error the optimizer is unchanged.  The
-    loaded arrays go from the host straight to the parameters' devices and shardings."""
+def _keeps(spec: TorchSpec, field: str, values: Mapping[str, Any], state: Any) -> bool:
+    """Whether torch's state holds ``field`` for a group with ``values`` and ``state``."""
+    condition = spec.state_when.get(field)
+    return condition is None or bool(condition(values, state))
+
+
+def read_torch_layout(
+    state_dict: Mapping[str, Any],
+    *,
+    spec: TorchSpec,
+    sizes: Sequence[int],
+    defaults: Mapping[str, Any],
+    required: Sequence[str],
+    check_values: Callable[[Mapping[str, Any]], None],
+    state_shapes: Callable[[list[dict[str, Any]]], Mapping[int, Any]],
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """Validate a state dict (ours or torch's) against an optimizer with groups of ``sizes``
+    parameters; return each group's values and its loaded state fields (host arrays, a list
+    field as ``{position: array}``).  Reads only: the caller replaces, all or nothing.
+
+    ``required``: the keys every group must hold; ``check_values(values)`` raises torch's
+    error for a bad value; ``state_shapes(values)``: the per-group state shapes they imply."""
     saved_groups = list(state_dict["param_groups"])
     saved_state = state_dict["state"]
-    if len(saved_groups) != len(opt.param_groups):
+    if len(saved_groups) != len(sizes):
         raise ValueError("loaded state dict has a different number of parameter groups")
-    for saved, idx in zip(saved_groups, opt._group_indices, strict=True):
-        if len(saved["params"]) != len(idx):
+    for saved, size in zip(saved_groups, sizes, strict=True):
+        if len(saved["params"]) != size:
             raise ValueError(
                 "loaded state dict contains a parameter group that doesn't match the size of "
                 "optimizer's group"
@@ -97,33 +116,25 @@ def from_torch_layout(opt: Optimizer, state_dict: Mapping[str, Any]) -> None:
     values = [{k: _plain(v) for k, v in s.items() if k != "params"} for s in saved_groups]
     for v in values:  # pairs saved through JSON or orbax come back as lists
         for key, value in v.items():
-            if isinstance(value, list) and isinstance(opt.defaults.get(key), tuple):
+            if isinstance(value, list) and isinstance(defaults.get(key), tuple):
                 v[key] = tuple(value)
     for g, v in enumerate(values):
-        missing = [k for k in opt._hyperparameter_names if k not in v]
+        missing = [k for k in required if k not in v]
         if missing:
             raise ValueError(
                 f"loaded state dict's param_groups[{g}] lacks {missing}: it does not come from "
-                f"a {type(opt).__name__} (nothing was changed)"
+                f"a {spec.name} (nothing was changed)"
             )
-        opt.spec.factory(**opt._factory_kwargs(v))
-    shapes = jax.eval_shape(opt._transform(values).init, opt.params).inner
+        check_values(v)
+    shapes = state_shapes(values)
     loaded = {}
     for g, saved in enumerate(saved_groups):
         entries = [saved_state.get(pid, saved_state.get(str(pid), {})) for pid in saved["params"]]
-        loaded[g] = _loaded_fields(opt, shapes[g], entries, saved["params"])
-    # Everything checked: replace, all or nothing.  A fresh build makes the state torch would
-    # create lazily for what the state dict does not hold; the loaded entries replace the rest.
-    with opt._all_or_nothing():
-        for group, v in zip(opt.param_groups, values, strict=True):
-            group._values = v
-        opt._build(None)
-        fresh = opt._tree_inner()
-        opt._build({g: _overlay(fresh[g], loaded[g]) for g in fresh})
-    opt._dirty.clear()
+        loaded[g] = _loaded_fields(spec, shapes[g], entries, saved["params"])
+    return values, loaded
 
 
-def _loaded_fields(opt: Optimizer, shapes: Any, entries: list[Mapping], ids: list) -> dict:
+def _loaded_fields(spec: TorchSpec, shapes: Any, entries: list[Mapping], ids: list) -> dict:
     """``{field: value}`` read from the saved entries of one group as host arrays (a list
     field: ``{position: array}``), checked against the state's ``shapes``."""
     fields: dict[str, Any] = {}
@@ -149,7 +160,7 @@ def _loaded_fields(opt: Optimizer, shapes: Any, entries: list[Mapping], ids: lis
     for field in shapes._fields:
         old = getattr(shapes, field)
         if field == "count":
-            if opt.spec.step_entry:
+            if spec.step_entry:
                 saved_steps = [e["step"] for e in with_state if "step" in e]
                 count = int(_numpy(saved_steps[0]).item()) if saved_steps else 0
             else:  # SGD keeps no step: a saved buffer means "past the first step"
@@ -174,7 +185,7 @@ def _loaded_fields(opt: Optimizer, shapes: Any, entries: list[Mapping], ids: lis
     return fields
 
 
-def _overlay(fresh: Any, loaded: Mapping[str, Any]) -> Any:
+def overlay(fresh: Any, loaded: Mapping[str, Any]) -> Any:
     """A fresh group state with the loaded fields (host arrays) in place of its own."""
     fields = {}
     for field in fresh._fields:
