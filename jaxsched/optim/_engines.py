@@ -313,11 +313,11 @@ def choose(
     values: Mapping[str, Any],
     leaves: Sequence[jax.Array],
     template: Any,
-    hyper_layout: Mapping[str, Any],
+    slots: Mapping[str, Any],
     names: Sequence[str],
 ) -> XlaEngine | KernelEngine:
     """The engine for group ``g``: the kernels where they apply exactly, XLA otherwise."""
-    reason = _fused.why_not(spec.kernel, values, leaves, hyper_layout, names)
+    reason = _fused.why_not(spec.kernel, values, leaves, slots, names)
     layout: ShardLayout | str | None = None
     if reason is None:
         layout = ShardLayout.of(leaves)

@@ -145,7 +145,7 @@ def why_not(
     adapter: KernelAdapter | None,
     values: Mapping[str, Any],
     leaves: Sequence[jax.Array],
-    layout: Mapping[str, Any],
+    slots: Mapping[str, Any],
     hyperparameter_names: Sequence[str],
 ) -> str | None:
     """Why one group cannot run on the kernels (``None``: it can, exactly)."""
@@ -166,7 +166,7 @@ def why_not(
         value = values[name]
         if value is None or isinstance(value, bool):
             continue  # flags (nesterov, amsgrad, foreach, ...) are read statically
-        mask = layout.get(name, "absent")
+        mask = slots.get(name, "absent")
         if mask == "absent" or (isinstance(mask, tuple) and not all(mask)):
             return f"{name} is not a number (a schedule or an array): the transform handles it"
     return None

@@ -20,24 +20,25 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Sharding
 
-# {group: {name: None (a number) or a mask (a tuple whose True elements are numbers)}}
-Layout = Mapping[int, Mapping[str, Any]]
+# The slots: {group: {name: None (a number) or a mask (a tuple whose True elements are
+# numbers)}}, which values of each group the vector holds, in order.
+Slots = Mapping[int, Mapping[str, Any]]
 Derive = Callable[[Mapping[str, Any]], dict[str, float]]
 
 
 class HyperVector:
-    """Packs ``values[g][name]`` (the live host mirror of ``param_groups``) in ``layout``
+    """Packs ``values[g][name]`` (the live host mirror of ``param_groups``) in ``slots``
     order, each group's derived scalars after its raw values, and unpacks a (traced) vector
     into ``({g: {name: scalar or tuple}}, {g: {derived name: scalar}})``."""
 
     def __init__(
         self,
-        layout: Layout,
+        slots: Slots,
         values: Sequence[Mapping[str, Any]],
         derive: Sequence[Derive | None],
         sharding: Sharding | None,
     ) -> None:
-        self.layout = {g: dict(names) for g, names in layout.items()}
+        self.slots = {g: dict(names) for g, names in slots.items()}
         self._values = values
         self._derive = list(derive)
         self._sharding = sharding
@@ -50,7 +51,7 @@ class HyperVector:
         host: list[float] = []
         slots: dict[tuple[int, str], tuple[int, Any]] = {}
         derived_at: dict[int, tuple[int, tuple[str, ...]]] = {}
-        for g, names in self.layout.items():
+        for g, names in self.slots.items():
             values = self._values[g]
             for key, mask in names.items():
                 slots[(g, key)] = (len(host), mask)
@@ -76,7 +77,7 @@ class HyperVector:
 
     def write(self, g: int, key: str, value: Any) -> bool:
         """Put a number written over a number into its slot (and the group's derived scalars);
-        ``False`` when the write changes the layout (a flag, a tuple, a schedule)."""
+        ``False`` when the write changes the slots (a flag, a tuple, a schedule)."""
         slot = self._slots.get((g, key))
         if slot is None or slot[1] is not None or type(value) not in (float, int):
             return False
@@ -104,7 +105,7 @@ class HyperVector:
     def unpack(self, vector: Any) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
         hyper: dict[int, dict[str, Any]] = {}
         derived: dict[int, dict[str, Any]] = {}
-        for g, names in self.layout.items():
+        for g, names in self.slots.items():
             hyper[g] = {}
             for key, mask in names.items():
                 i = self._slots[(g, key)][0]

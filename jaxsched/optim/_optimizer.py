@@ -117,7 +117,7 @@ class Optimizer:
         self._group_indices = _trees.group_leaf_indices(self._params, self._group_trees)
         leaves, self._treedef = jax.tree_util.tree_flatten(self._params)
         self._leaves = leaves  # what the jitted programs take and return (a list: cheap to pass)
-        self._dict_tree = _trees.DictLayout.of(self._params)  # reads grads fast, if it applies
+        self._dict_tree = _trees.DictReader.of(self._params)  # reads grads fast, if it applies
         self._signature = [(p.shape, p.dtype) for p in leaves]
         values = [pg._values for pg in self.param_groups]
         self.tx = self._transform(values)
@@ -130,7 +130,7 @@ class Optimizer:
                         f"this change to param_groups[{g}] alters the optimizer state's layout "
                         f"(e.g. amsgrad or centered switched); build a new optimizer instead"
                     )
-        layout = {
+        slots = {
             g: {k: (tuple(x is not None for x in v) if isinstance(v, tuple) else None)
                 for k, v in hyper.items()}
             for g, hyper in shapes.hyperparams.items()
@@ -138,14 +138,14 @@ class Optimizer:
         self._engines = [
             _engines.choose(
                 self.spec, g, self._factory_kwargs(values[g]), values[g],
-                [leaves[i] for i in idx], shapes.inner[g], layout[g], self._hyperparameter_names,
+                [leaves[i] for i in idx], shapes.inner[g], slots[g], self._hyperparameter_names,
             )
             for g, idx in enumerate(self._group_indices)
         ]  # fmt: skip
         derive = [e.derive for e in self._engines]
         # The numeric hyperparameters of all groups travel as one small vector built from the
         # host mirror, re-uploaded only after a write (one transfer, never a recompile).
-        self._vector = HyperVector(layout, values, derive, _placement.replicated(leaves[0]))
+        self._vector = HyperVector(slots, values, derive, _placement.replicated(leaves[0]))
         self._inner = {
             g: e.init([leaves[i] for i in self._group_indices[g]])
             if previous is None or g not in previous
@@ -180,7 +180,7 @@ class Optimizer:
             tuple(leaf.sharding if leaf.committed else None for leaf in self._leaves),
             tuple(e.info for e in self._engines),
             tuple(statics),
-            tuple((g, tuple(names.items())) for g, names in self._vector.layout.items()),
+            tuple((g, tuple(names.items())) for g, names in self._vector.slots.items()),
             frozenset(self._zero_decay_pattern),
         )
         try:
@@ -481,8 +481,8 @@ class Optimizer:
             rebuild = False
             for g, key in self._dirty:
                 value = self.param_groups[g]._values[key]
-                layout = self._vector.layout[g]
-                if key not in layout or _layout_of(value) != layout[key]:
+                slots = self._vector.slots[g]
+                if key not in slots or _slot_of(value) != slots[key]:
                     rebuild = True  # a structural value (bool, schedule) or a changed shape
             if rebuild:
                 for pg in self.param_groups:
@@ -538,7 +538,7 @@ def _read_back(value: Any, old: Any) -> float:
     return number
 
 
-def _layout_of(value: Any) -> tuple[bool, ...] | str | None:
+def _slot_of(value: Any) -> tuple[bool, ...] | str | None:
     """``None`` for a number, a mask for a tuple holding numbers, ``"static"`` otherwise."""
     if _is_number(value):
         return None

@@ -110,7 +110,7 @@ def first_mismatch(expected: Any, got: Any) -> str | None:
     return None
 
 
-class DictLayout:
+class DictReader:
     """The structure of a parameter tree made only of plain (nested) ``dict`` nodes, read in
     Python: ten times cheaper than ``jax.tree_util.tree_flatten`` on such trees (jax sorts every
     dict's keys and looks up every leaf's type; this compares the key lists and takes the
@@ -122,18 +122,18 @@ class DictLayout:
     is left to the caller's shape check.
     """
 
-    def __init__(self, keys: list[Any], children: list[DictLayout | None]) -> None:
+    def __init__(self, keys: list[Any], children: list[DictReader | None]) -> None:
         self.keys = keys
         self.children = children  # None: a leaf
         self.flat = all(c is None for c in children)
 
     @classmethod
-    def of(cls, tree: Any) -> DictLayout | None:
-        """The layout of ``tree`` (built by jax: keys in jax's order), or ``None`` when it
-        holds anything but dicts and arrays."""
+    def of(cls, tree: Any) -> DictReader | None:
+        """The reader of ``tree``'s structure (built by jax: keys in jax's order), or ``None``
+        when it holds anything but dicts and arrays."""
 
-        def build(node: Any) -> DictLayout | None:
-            children: list[DictLayout | None] = []
+        def build(node: Any) -> DictReader | None:
+            children: list[DictReader | None] = []
             for value in node.values():
                 if type(value) is dict:
                     child = build(value)
@@ -146,19 +146,19 @@ class DictLayout:
                     return None
             return cls(list(node), children)
 
-        layout = build(tree) if type(tree) is dict and tree else None
-        if layout is None:
+        reader = build(tree) if type(tree) is dict and tree else None
+        if reader is None:
             return None
-        leaves, same = jax.tree.leaves(tree), layout.leaves(tree)
+        leaves, same = jax.tree.leaves(tree), reader.leaves(tree)
         if same is None or len(same) != len(leaves):
             return None
         if any(a is not b for a, b in zip(same, leaves, strict=True)):
             return None  # not jax's order after all: never guess
-        return layout
+        return reader
 
     def leaves(self, tree: Any) -> list[Any] | None:
         """The leaves of ``tree`` in jax's flatten order, or ``None`` when its dicts do not
-        match this layout key for key."""
+        match this structure key for key."""
         if type(tree) is not dict or list(tree) != self.keys:
             return None
         if self.flat:

@@ -1,4 +1,4 @@
-"""The fast read of nested-dict gradient trees (``_trees.DictLayout``) and its fallbacks."""
+"""The fast read of nested-dict gradient trees (``_trees.DictReader``) and its fallbacks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from jaxsched import optim
-from jaxsched.optim._trees import DictLayout
+from jaxsched.optim._trees import DictReader
 from tests.optim.harness import make_tree, random_grads
 
 
@@ -24,7 +24,7 @@ def grads32(seed=1):
 def test_layout_reads_leaves_in_jax_order_and_rejects_other_dicts():
     tree = {"b": {"y": jnp.ones(2), "x": {"k": jnp.ones(1)}}, "a": jnp.ones(3), "e": {}}
     tree = jax.tree.map(lambda x: x, tree)  # keys in jax's order, as in opt.params
-    layout = DictLayout.of(tree)
+    layout = DictReader.of(tree)
     assert layout is not None
     assert all(a is b for a, b in zip(layout.leaves(tree), jax.tree.leaves(tree), strict=True))
     reordered = {"e": {}, "a": tree["a"], "b": tree["b"]}  # same tree, other insertion order
@@ -46,7 +46,7 @@ def test_layout_reads_leaves_in_jax_order_and_rejects_other_dicts():
     ids=["list", "tuple-node", "none-node", "numpy-leaf", "empty"],
 )
 def test_layout_applies_only_to_dicts_of_jax_arrays(tree):
-    assert DictLayout.of(tree) is None
+    assert DictReader.of(tree) is None
 
 
 def test_step_takes_dicts_in_any_key_order_with_the_same_result():
