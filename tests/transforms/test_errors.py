@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxsched as J
@@ -79,5 +80,13 @@ def test_implementation_flags_are_accepted_and_change_nothing(flags):
 
 
 def test_schedule_and_array_lr_are_accepted():
-    J.sgd(lr=lambda count: 0.1 / (1 + count))
-    J.adam(lr=jnp.asarray(0.01))
+    """A schedule and an array lr are accepted and used: SGD's step k moves by lr(k) * g."""
+    params, grads = {"w": jnp.ones(2)}, {"w": jnp.full(2, 2.0)}
+    tx = J.sgd(lr=lambda count: 0.1 / (1 + count))
+    state = tx.init(params)
+    for k in range(3):
+        updates, state = tx.update(grads, state, params)
+        np.testing.assert_allclose(updates["w"], -0.1 / (1 + k) * 2.0, rtol=1e-6)
+    tx = J.adam(lr=jnp.asarray(0.01))
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(updates["w"], -0.01, rtol=1e-5)  # Adam's first step: -lr*sign
