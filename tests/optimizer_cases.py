@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
 import torch
 
 from jaxsched import optim
@@ -41,6 +42,13 @@ class Case:
     @property
     def has_kernel(self) -> bool:
         return SPECS[self.name].kernel is not None
+
+    def arguments(self, engine: str) -> dict[str, Any]:
+        """The shared arguments for a run on ``engine`` (``fused=False`` picks XLA where the
+        optimizer has kernels)."""
+        return dict(
+            self.kwargs, **({"fused": False} if self.has_kernel and engine == "xla" else {})
+        )
 
 
 C = Case
@@ -107,3 +115,17 @@ CASES = [
 ]  # fmt: skip
 IDS = [c.id for c in CASES]
 assert len(set(IDS)) == len(IDS)
+
+
+def runs() -> list:
+    """Every case on every engine it can run on (the kernels where the optimizer has them, and
+    the transform under XLA), as pytest params with ids ``<case>-<engine>``.  Beyond the first
+    case of each optimizer and engine they are ``slow``: the fast lane keeps one case per
+    optimizer and engine, CI runs them all."""
+    seen, params = set(), []
+    for case in CASES:
+        for engine in ("kernel", "xla") if case.has_kernel else ("xla",):
+            marks = () if (case.name, engine) not in seen else (pytest.mark.slow,)
+            seen.add((case.name, engine))
+            params.append(pytest.param(case, engine, id=f"{case.id}-{engine}", marks=marks))
+    return params

@@ -10,32 +10,10 @@ import torch
 
 from jaxsched import optim
 from tests.optim.harness import TorchTwin, flat, make_tree, random_grads, two_groups
-from tests.optimizer_cases import CASES
+from tests.optimizer_cases import CASES, runs
 from tests.torch_reference import OPTIM_RTOL, relative_difference
 
 O = torch.optim
-# every registry case on every engine it can run on: the kernels where the optimizer has them,
-# and the transform under XLA (fused=False there; the only engine elsewhere)
-RUNS = [
-    (case, engine)
-    for case in CASES
-    for engine in (("kernel", "xla") if case.has_kernel else ("xla",))
-]
-RUN_IDS = [f"{case.id}-{engine}" for case, engine in RUNS]
-
-
-def _runs() -> list:
-    """The runs as pytest params; beyond the first case of each optimizer and engine they are
-    ``slow`` (the fast lane keeps one case per optimizer and engine, CI runs them all)."""
-    seen, params = set(), []
-    for (case, engine), run_id in zip(RUNS, RUN_IDS, strict=True):
-        first = (case.name, engine) not in seen
-        seen.add((case.name, engine))
-        marks = () if first else (pytest.mark.slow,)
-        params.append(pytest.param(case, engine, id=run_id, marks=marks))
-    return params
-
-
 STEPS = 60
 
 
@@ -46,9 +24,7 @@ def dtype_of(precision):
 def build(case, engine, precision, seed=0):
     jdtype, tdtype = dtype_of(precision)
     tree = make_tree(seed)
-    defaults = dict(
-        case.kwargs, **({"fused": False} if case.has_kernel and engine == "xla" else {})
-    )
+    defaults = case.arguments(engine)
     ours = case.jaxsched_class(
         two_groups(jax.tree.map(lambda x: jnp.asarray(x, jdtype), tree), case.second), **defaults
     )
@@ -61,7 +37,7 @@ def cast(tree, precision):
     return jax.tree.map(lambda x: jnp.asarray(x, dtype_of(precision)[0]), tree)
 
 
-@pytest.mark.parametrize(("case", "engine"), _runs())
+@pytest.mark.parametrize(("case", "engine"), runs())
 def test_two_groups_match_torch_with_a_manual_lr_write(case, engine, precision):
     name = case.id
     ours, theirs = build(case, engine, precision)
@@ -89,7 +65,7 @@ def test_param_group_keys_are_torchs(name):
     assert len(ours.param_groups[1]["params"]) == 2
 
 
-@pytest.mark.parametrize(("case", "engine"), _runs())
+@pytest.mark.parametrize(("case", "engine"), runs())
 def test_state_dict_layout_round_trip_and_torch_import(case, engine, precision):
     name = case.id
     ours, theirs = build(case, engine, precision)

@@ -12,6 +12,7 @@ from jaxsched import optim
 from jaxsched.optim import lr_scheduler
 from tests.compile_counter import count_compiles
 from tests.optim.harness import TorchTwin, flat, make_tree, two_groups
+from tests.optimizer_cases import runs
 from tests.torch_reference import relative_difference
 
 
@@ -38,35 +39,32 @@ def tree(dtype):
     return jax.tree.map(lambda x: jnp.asarray(x, dtype), make_tree(0))
 
 
-CASES = [
-    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
-    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.1, maximize=False)),
-    ("Adam", dict(lr=0.01, amsgrad=True)),
-    ("Adam", dict(lr=0.01, weight_decay=0.1, fused=False)),  # the XLA path
-    ("AdamW", dict(lr=0.01, weight_decay=0.1)),
-    ("RMSprop", dict(lr=0.01, momentum=0.5, centered=True)),  # no kernel: the XLA path
-]
-
-
-@pytest.mark.parametrize("name, kwargs", CASES)
-def test_train_step_matches_torch_forward_backward_step(name, kwargs, precision):
+@pytest.mark.parametrize(("case", "engine"), runs())
+def test_train_step_matches_torch_forward_backward_step(case, engine, precision):
     dtype = jnp.float64 if precision == "float64" else jnp.float32
-    groups = two_groups(tree(dtype), {"lr": kwargs["lr"] / 2})
-    opt = getattr(optim, name)(groups, **kwargs)
-    torch_kwargs = {k: v for k, v in kwargs.items() if k != "fused"}
-    twin = TorchTwin(getattr(torch.optim, name), groups, **torch_kwargs)
+    kwargs = case.arguments(engine)
+    groups = two_groups(tree(dtype), case.second)
+    opt = case.jaxsched_class(groups, **kwargs)
+    assert {info.engine for info in opt.engine_info()} == {engine}
+    twin = TorchTwin(case.torch_class, groups, dtype=getattr(torch, precision), **kwargs)
+    base_lrs = [group["lr"] for group in opt.param_groups]
     train_step = opt.make_train_step(loss_fn)
     for i, (x, y) in enumerate(batches(20)):
         loss = train_step(jnp.asarray(x, dtype), jnp.asarray(y, dtype))
         twin.opt.zero_grad()
-        expected = torch_loss(twin.tensors, torch.tensor(x), torch.tensor(y))
+        tdtype = getattr(torch, precision)
+        expected = torch_loss(
+            twin.tensors, torch.tensor(x, dtype=tdtype), torch.tensor(y, dtype=tdtype)
+        )
         expected.backward()
         twin.opt.step()
         assert float(loss) == pytest.approx(
             expected.item(), rel=1e-5 if precision == "float32" else 1e-10
         )
-        for group, torch_group in zip(opt.param_groups, twin.opt.param_groups, strict=True):
-            group["lr"] = torch_group["lr"] = kwargs["lr"] / (2 + i)
+        for lr, group, torch_group in zip(
+            base_lrs, opt.param_groups, twin.opt.param_groups, strict=True
+        ):
+            group["lr"] = torch_group["lr"] = lr / (1 + 0.5 * i)
     tol = 1e-5 if precision == "float32" else 1e-10
     assert relative_difference(flat(opt.params), twin.params()) < tol
 
@@ -76,10 +74,11 @@ def loss_with_aux(params, x, y):
     return loss, {"loss_times_two": 2 * loss}
 
 
-@pytest.mark.parametrize("name, kwargs", CASES)
-def test_train_step_is_grad_then_step_in_one_program(name, kwargs):
-    groups = two_groups(tree(jnp.float32), {"lr": 0.003})
-    one, two = getattr(optim, name)(groups, **kwargs), getattr(optim, name)(groups, **kwargs)
+@pytest.mark.parametrize(("case", "engine"), runs())
+def test_train_step_is_grad_then_step_in_one_program(case, engine):
+    groups = two_groups(tree(jnp.float32), case.second)
+    kwargs = case.arguments(engine)
+    one, two = case.jaxsched_class(groups, **kwargs), case.jaxsched_class(groups, **kwargs)
     train_step = one.make_train_step(loss_with_aux, has_aux=True)
     value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
     for x, y in batches(10):
