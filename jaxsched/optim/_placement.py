@@ -38,11 +38,23 @@ def replicated(leaf: jax.Array) -> Sharding | None:
 
 
 def like(state_leaf: Any, param: jax.Array | None, anchor: jax.Array) -> Sharding | None:
-    """Where a state array belongs: ``param``'s sharding when it has ``param``'s shape, else
-    replicated over ``anchor``'s devices (``anchor``: a parameter of the same group)."""
+    """Where a state array belongs: ``param``'s sharding when it has ``param``'s shape; split
+    like ``param`` along the dimensions it shares with it when it has ``param``'s rank (a
+    factored moment: Adafactor's row statistics of a row-sharded matrix stay row-sharded, as
+    the step computes them); else replicated over ``anchor``'s devices (``anchor``: a parameter
+    of the same group)."""
     committed = param is not None and getattr(param, "committed", False)
-    if committed and param is not None and tuple(state_leaf.shape) == tuple(param.shape):
-        return param.sharding
+    if committed and param is not None:
+        shape, sharding = tuple(state_leaf.shape), param.sharding
+        if shape == tuple(param.shape):
+            return sharding
+        if isinstance(sharding, NamedSharding) and len(shape) == param.ndim:
+            spec = tuple(sharding.spec) + (None,) * (param.ndim - len(sharding.spec))
+            kept = [
+                axes if n == m else None
+                for axes, n, m in zip(spec, shape, param.shape, strict=True)
+            ]
+            return NamedSharding(sharding.mesh, PartitionSpec(*kept))
     return replicated(anchor)
 
 

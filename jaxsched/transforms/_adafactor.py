@@ -36,6 +36,11 @@ class AdafactorState(NamedTuple):
     variance: Any
 
 
+def _norm(x: jax.Array) -> jax.Array:
+    """torch's ``x.norm(2)``: the 2-norm of all elements, as one reduction over every axis."""
+    return jnp.sqrt(jnp.sum(jnp.square(x)))
+
+
 def _lerp(start, end, weight):
     """torch.lerp: ``start + w (end - start)`` if ``w < 0.5``, else ``end - (end - start)(1-w)``."""
     return jnp.where(
@@ -111,7 +116,9 @@ def adafactor(
             g = -c(g) if maximize else c(g)
             p = c(p)
             e1 = float(jnp.finfo(p.dtype).eps) if eps1 is None else value_at(eps1, count)
-            rms_p = jnp.linalg.norm(p.ravel()) / math.sqrt(max(p.size, 1))
+            # the 2-norm over every element, without a reshape (which an explicitly sharded
+            # array refuses)
+            rms_p = _norm(p) / math.sqrt(max(p.size, 1))
             alpha = python_max(c(eps2_t), rms_p) * c(rho)
             w = c(weight)
             row_new = col_new = var_new = None
@@ -128,7 +135,7 @@ def adafactor(
                 estimate = var_new
                 var_new = var_new.astype(var.dtype)
             update = jax.lax.rsqrt(jnp.maximum(estimate, e1 * e1)) * g
-            rms_u = jnp.linalg.norm(update.ravel()) / (math.sqrt(max(update.size, 1)) * c(d_t))
+            rms_u = _norm(update) / (math.sqrt(max(update.size, 1)) * c(d_t))
             scale = -alpha / python_max(c(1.0), rms_u)
             shrunk = p * c(1 - lr_t * wd_t) if decay else p
             p_new = shrunk + scale * update

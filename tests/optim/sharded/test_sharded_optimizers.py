@@ -23,6 +23,7 @@ from jax.sharding import PartitionSpec as P
 from jaxsched import optim
 from tests.compile_counter import count_compiles
 from tests.optim.harness import TorchTwin
+from tests.optimizer_cases import runs
 
 if len(jax.devices()) != 8:
     raise RuntimeError("run with XLA_FLAGS=--xla_force_host_platform_device_count=8")
@@ -31,6 +32,7 @@ MESH = jax.make_mesh((8,), ("d",))
 MESH2 = jax.make_mesh((2, 4), ("x", "y"))
 SHAPES = {"body": {"w": (64, 24), "v": (32, 8)}, "head": {"b": (40,), "c": (10,)}}
 GROUP_LEAVES = [["v", "w"], ["b", "c"]]  # each group's leaves in flatten order
+SHAPES_BY_NAME = {name: shape for part in SHAPES.values() for name, shape in part.items()}
 
 # layout -> {leaf name: sharding}; "head/c" (10 elements) never splits over 8 devices, so it is
 # replicated next to sharded leaves of its group.
@@ -56,15 +58,15 @@ LAYOUTS = {
     },
 }
 
+# The registry's first case of every optimizer on every engine it can run on.
 CASES = [
-    (optim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.01), "kernel"),
-    (optim.Adam, dict(lr=0.01, amsgrad=True), "kernel"),
-    (optim.AdamW, dict(lr=0.01), "kernel"),
-    (optim.Adam, dict(lr=0.01, fused=False), "xla"),
-    (optim.NAdam, dict(lr=0.01, weight_decay=0.01), "xla"),
-    (optim.Adagrad, dict(lr=0.1), "xla"),
+    (param.values[0], param.values[1])
+    for param in runs()
+    if not any(mark.name == "slow" for mark in param.marks)
 ]
-IDS = [f"{c.__name__}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for c, kw, _ in CASES]
+# optimizers whose update is not elementwise (Adafactor's factored second moment takes row and
+# column means): their sharded step communicates, and state of another shape is replicated
+NOT_ELEMENTWISE = {"Adafactor"}
 COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
 
 
@@ -109,11 +111,23 @@ def assert_state_placed(opt, layout):
             value = getattr(inner, field)
             if isinstance(value, list):
                 for name, x in zip(names, value, strict=True):
-                    expected = LAYOUTS[layout][name]
-                    assert x.sharding.is_equivalent_to(expected, x.ndim), (g, field, x.sharding)
+                    for y in jax.tree.leaves(x):
+                        expected = _split_like(LAYOUTS[layout][name], SHAPES_BY_NAME[name], y)
+                        assert y.sharding.is_equivalent_to(expected, y.ndim), (g, field, name)
             elif value is not None:
                 for x in jax.tree.leaves(value):
                     assert x.sharding.is_fully_replicated and x.sharding.device_set == devices
+
+
+def _split_like(param_sharding, param_shape, state):
+    """A state array's expected sharding: its parameter's, along the dimensions the two share
+    (all of them for a moment shaped like the parameter; Adafactor's row/column statistics
+    keep the split of the dimension they keep); replicated for another rank."""
+    if len(state.shape) != len(param_shape):
+        return NamedSharding(param_sharding.mesh, P())
+    spec = tuple(param_sharding.spec) + (None,) * (len(param_shape) - len(param_sharding.spec))
+    kept = [a if n == m else None for a, n, m in zip(spec, state.shape, param_shape, strict=True)]
+    return NamedSharding(param_sharding.mesh, P(*kept))
 
 
 def collectives(compiled_text):
@@ -128,20 +142,19 @@ def grads_at(step, layout):
 # LEAVES_PER_CALL leaves; every layout runs once with one call per group and, for the kernel
 # cases, once with a call per leaf.
 STEP_CASES = [
-    pytest.param(layout, *case, per_call, id=f"{layout}-{case_id}-{per_call}-per-call")
+    pytest.param(layout, case, engine, per_call, id=f"{layout}-{case.id}-{engine}-{per_call}")
     for layout in LAYOUTS
-    for case, case_id in zip(CASES, IDS, strict=True)
-    for per_call in ((128, 1) if case[2] == "kernel" else (128,))
+    for case, engine in CASES
+    for per_call in ((128, 1) if engine == "kernel" else (128,))
 ]
 
 
-@pytest.mark.parametrize(("layout", "cls", "kwargs", "engine", "per_call"), STEP_CASES)
-def test_step_keeps_shardings_and_matches_one_device(
-    layout, cls, kwargs, engine, per_call, monkeypatch
-):
+@pytest.mark.parametrize(("layout", "case", "engine", "per_call"), STEP_CASES)
+def test_step_keeps_shardings_and_matches_one_device(layout, case, engine, per_call, monkeypatch):
     from jaxsched.optim import _engines
 
     monkeypatch.setattr(_engines, "LEAVES_PER_CALL", per_call)
+    cls, kwargs = case.jaxsched_class, case.arguments(engine)
     host = host_tree()
     opt = cls(groups(placed(host, layout)), **kwargs)
     one = cls(groups(jax.tree.map(jnp.asarray, host)), **kwargs)  # one device, uncommitted
@@ -157,7 +170,8 @@ def test_step_keeps_shardings_and_matches_one_device(
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
     for a, b in zip(jax.tree.leaves(opt.opt_state), jax.tree.leaves(one.opt_state), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
-    if layout != "dp":  # an elementwise update of sharded leaves needs no communication
+    if layout != "dp" and case.name not in NOT_ELEMENTWISE:
+        # an elementwise update of sharded leaves needs no communication
         text = opt.lower_step(grads_at(3, layout)).compile().as_text()
         assert collectives(text) == [], collectives(text)
 
