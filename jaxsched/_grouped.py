@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .transforms._registry import SPECS
+
 
 class GroupedState(NamedTuple):
     """``inner[g]``: group ``g``'s optimizer state (its parameters as a flat list, in the
@@ -121,8 +123,10 @@ def grouped(
         or a function ``params -> that``.
       groups: ``{label: {name: value}}``, the hyperparameters that differ from ``defaults``.
       static_args: names held as Python values, never traced, even when numeric (a loop count,
-        a size): as ``optax.inject_hyperparams(static_args=...)``.  Changing one means building
-        a new transform (the stateful optimizers rebuild, as for a structural key).
+        a size): as ``optax.inject_hyperparams(static_args=...)``.  A jaxsched transform's own
+        (Muon's ``ns_steps`` and ``ns_coefficients``) are added by themselves.  Changing one
+        means building a new transform (the stateful optimizers rebuild, as for a structural
+        key).
       **defaults: hyperparameters shared by every group; each group's factory must accept them.
 
     Group ``g`` runs ``factory_g(**(factory_g's defaults | defaults | groups[g]))``.  Numeric
@@ -138,8 +142,11 @@ def grouped(
     transforms, but with one state entry per group and no recompilation when a value changes.
     """
     groups = {label: dict(overrides) for label, overrides in groups.items()}
-    static_args = frozenset(static_args)
     factories = _factories(factory, groups)
+    # a jaxsched transform's own structural numbers (Muon's ns_steps) are static by itself
+    static_args = frozenset(static_args).union(
+        *(spec.static_args for spec in SPECS.values() if spec.factory in factories.values())
+    )
     known: set[str] = set()
     merged_values, statics = {}, {}
     for label, overrides in groups.items():

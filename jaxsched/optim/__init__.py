@@ -9,6 +9,7 @@ from ._classes import Adagrad as Adagrad
 from ._classes import Adam as Adam
 from ._classes import Adamax as Adamax
 from ._classes import AdamW as AdamW
+from ._classes import Muon as Muon
 from ._classes import NAdam as NAdam
 from ._classes import RAdam as RAdam
 from ._classes import RMSprop as RMSprop
@@ -27,6 +28,7 @@ __all__ = [
     "AdamW",
     "Adamax",
     "EngineInfo",
+    "Muon",
     "NAdam",
     "Optimizer",
     "ParamGroup",

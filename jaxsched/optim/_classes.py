@@ -268,3 +268,29 @@ class Adafactor(Optimizer):
         maximize: bool = False,
     ) -> None:
         super().__init__(params, self._arguments(locals()))
+
+
+class Muon(Optimizer):
+    """``torch.optim.Muon`` (2-D parameters only); the update is :func:`jaxsched.muon`.
+
+    ``orientation`` (ours, keyword-only): ``"flax"`` (default) for kernels stored ``(in, out)``,
+    ``"torch"`` for ``(out, in)`` weights; see :func:`jaxsched.muon`.
+    """
+
+    spec = SPECS["Muon"]
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
+        eps: float = 1e-7,
+        ns_steps: int = 5,
+        adjust_lr_fn: str | None = None,
+        *,
+        orientation: str = "flax",
+    ) -> None:
+        super().__init__(params, self._arguments(locals()), {"orientation": orientation})

@@ -45,8 +45,11 @@ class Optimizer:
     # what torch says about this optimizer (keys, state entries, kernel), beside its maths
     spec: ClassVar[TorchSpec]
 
-    def __init__(self, params: Any, defaults: Mapping[str, Any]) -> None:
+    def __init__(
+        self, params: Any, defaults: Mapping[str, Any], options: Mapping[str, Any] | None = None
+    ) -> None:
         self.defaults = dict(defaults)
+        self._options = dict(options or {})  # ours beyond torch's signature (spec.options)
         accepted = set(inspect.signature(self.spec.factory).parameters)
         self._hyperparameter_names = tuple(k for k in self.spec.keys if k in accepted)
         self.spec.factory(**self._factory_kwargs(self.defaults))  # torch's errors, now
@@ -90,6 +93,7 @@ class Optimizer:
 
     def _factory_kwargs(self, values: Mapping[str, Any]) -> dict[str, Any]:
         kwargs = {k: values[k] for k in self._hyperparameter_names if k in values}
+        kwargs.update(self._options)
         for key in self.spec.from_constructor:  # torch ignores the group's own value
             kwargs[key] = self.defaults[key]
         return kwargs
@@ -418,6 +422,7 @@ class Optimizer:
         groups = zip(self._group_trees, self.param_groups, strict=True)
         return {
             "defaults": dict(self.defaults),
+            "options": dict(self._options),
             "groups": [(skeleton, dict(pg._values)) for skeleton, pg in groups],
             "params": jax.device_get(self._params),
             "state": jax.device_get(self._tree_inner()),
@@ -429,7 +434,7 @@ class Optimizer:
             {"params": _trees.subtree(saved["params"], skeleton), **values}
             for skeleton, values in saved["groups"]
         ]
-        Optimizer.__init__(self, specs, saved["defaults"])
+        Optimizer.__init__(self, specs, saved["defaults"], saved.get("options"))
         self._inner = {g: e.from_tree(saved["state"][g]) for g, e in enumerate(self._engines)}
         self.steps_taken = saved["steps_taken"]
 

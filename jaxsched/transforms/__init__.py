@@ -17,6 +17,8 @@ from ._adamax import AdamaxState as AdamaxState
 from ._adamax import adamax as adamax
 from ._asgd import ASGDState as ASGDState
 from ._asgd import asgd as asgd
+from ._muon import MuonState as MuonState
+from ._muon import muon as muon
 from ._nadam import NAdamState as NAdamState
 from ._nadam import nadam as nadam
 from ._radam import RAdamState as RAdamState
@@ -35,6 +37,7 @@ __all__ = [
     "AdagradState",
     "AdamState",
     "AdamaxState",
+    "MuonState",
     "NAdamState",
     "RAdamState",
     "RMSpropState",
@@ -47,6 +50,7 @@ __all__ = [
     "adamax",
     "adamw",
     "asgd",
+    "muon",
     "nadam",
     "radam",
     "rmsprop",

@@ -68,6 +68,9 @@ class TorchSpec:
     - ``state_when``: per-parameter state entries torch keeps only under a condition; the
       transform's other state fields are torch's entries by the same name.
     - ``kernel``: the CPU kernel adapter, or ``None``.
+    - ``options``: keyword-only constructor arguments of ours beyond torch's signature (Muon's
+      ``orientation``): passed to the factory for every group, not part of ``param_groups``
+      or the state dict.
     """
 
     name: str
@@ -80,6 +83,7 @@ class TorchSpec:
     state_at_construction: bool = False
     state_when: Mapping[str, StateCondition] = dataclasses.field(default_factory=dict)
     kernel: KernelAdapter | None = None
+    options: tuple[str, ...] = ()
 
 
 def words(names: str) -> tuple[str, ...]:

@@ -25,12 +25,19 @@ def test_class_signature_and_keys_are_torchs(name):
     spec = SPECS[name]
     cls, theirs = getattr(optim, name), getattr(torch.optim, name)
     assert cls.spec is spec
-    ours_sig = inspect.signature(cls.__init__).parameters.values()
+    # torch's signature, then our keyword-only options (Muon's orientation)
+    ours_sig = [
+        p for p in inspect.signature(cls.__init__).parameters.values() if p.name not in spec.options
+    ]
+    for name in spec.options:
+        assert (
+            inspect.signature(cls.__init__).parameters[name].kind == inspect.Parameter.KEYWORD_ONLY
+        )
     torch_sig = inspect.signature(theirs.__init__).parameters.values()
     assert [(p.name, p.kind, p.default) for p in ours_sig] == [
         (p.name, p.kind, p.default) for p in torch_sig
     ]
-    torch_keys = list(theirs([torch.zeros(2, requires_grad=True)]).param_groups[0])[1:]
+    torch_keys = list(theirs([torch.zeros(2, 2, requires_grad=True)]).param_groups[0])[1:]
     assert spec.keys == tuple(torch_keys)
     # every key is an argument of the class or fixed by it, never both
     arguments = {p.name for p in ours_sig} - {"self", "params"}
@@ -38,7 +45,7 @@ def test_class_signature_and_keys_are_torchs(name):
     assert not arguments & set(spec.fixed)
     # the factory takes only torch's keys, and every numeric default matches the class's
     factory = inspect.signature(spec.factory).parameters
-    assert set(factory) <= set(spec.keys)
+    assert set(factory) <= set(spec.keys) | set(spec.options)
     for p in ours_sig:
         if p.name in factory:
             assert factory[p.name].default == p.default, p.name
