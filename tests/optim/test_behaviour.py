@@ -398,3 +398,30 @@ def test_param_groups_hold_their_optimizer_weakly():
     assert group["lr"] == 0.5
     with pytest.raises(ReferenceError, match="no longer exists"):
         group["params"]
+
+
+def test_two_optimizers_on_one_model_match_torchs_two_optimizers(x64):
+    """torch's pattern for GANs or Muon + AdamW: each optimizer owns a part of one tree; one
+    gradient tree feeds both; stepping one leaves the other part alone (the same arrays)."""
+    rng = np.random.default_rng(9)
+    params = {"hidden": {"w": rng.normal(size=(4, 6))}, "rest": {"b": rng.normal(size=(6,))}}
+    grads = [jax.tree.map(lambda x: rng.normal(size=np.shape(x)), params) for _ in range(8)]
+    muon = optim.Muon(params["hidden"], lr=0.02)
+    adamw = optim.AdamW(params["rest"], lr=3e-3, weight_decay=0.01)
+    for g in grads:
+        rest_before = adamw.params["b"]
+        muon.step(g["hidden"])
+        assert adamw.params["b"] is rest_before  # untouched by the other optimizer
+        adamw.step(g["rest"])
+    model = {"hidden": muon.params, "rest": adamw.params}  # the whole tree, nothing copied
+    assert model["rest"]["b"] is adamw.params["b"]
+    w = torch.tensor(params["hidden"]["w"].T, requires_grad=True)  # torch's (out, in)
+    b = torch.tensor(params["rest"]["b"], requires_grad=True)
+    t_muon = torch.optim.Muon([w], lr=0.02)
+    t_adamw = torch.optim.AdamW([b], lr=3e-3, weight_decay=0.01)
+    for g in grads:
+        w.grad, b.grad = torch.tensor(g["hidden"]["w"].T), torch.tensor(g["rest"]["b"])
+        t_muon.step()
+        t_adamw.step()
+    np.testing.assert_allclose(model["hidden"]["w"], w.detach().numpy().T, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model["rest"]["b"], b.detach().numpy(), rtol=0, atol=1e-12)
