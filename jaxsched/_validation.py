@@ -48,8 +48,34 @@ def check(value: Any, ok: Callable[[float], bool], message: str) -> None:
         raise ValueError(message.format(value))
 
 
+def check_one_element_lr(lr: Any) -> None:
+    """torch's check for a Tensor lr: an array (or tracer) lr must hold one element."""
+    if isinstance(lr, (np.ndarray, jax.Array)) and np.size(lr) != 1:
+        raise ValueError(f"Tensor lr must be 1-element (got shape {np.shape(lr)})")
+
+
 def check_lr(lr: Any) -> None:
+    check_one_element_lr(lr)
     check(lr, lambda v: v >= 0.0, "Invalid learning rate: {}")
+
+
+def check_betas_kind(betas: tuple[Any, Any]) -> None:
+    """torch's Adam/AdamW: ``betas`` are both Python floats or both tensors (here: arrays,
+    tracers, or the stateful layer's held values); an int or a mix is refused.  A schedule
+    (ours, not torch's) pairs with either."""
+
+    def kind(beta: Any) -> str:
+        if callable(beta):
+            return "any"
+        if isinstance(beta, float):
+            return "float"
+        if isinstance(beta, (np.ndarray, jax.Array, jax.core.Tracer, RuntimeValue)):
+            return "array"
+        return "other"
+
+    kinds = {kind(b) for b in betas} - {"any"}
+    if "other" in kinds or len(kinds) > 1:
+        raise ValueError("betas must be either both floats or both Tensors")
 
 
 def check_eps(eps: Any) -> None:

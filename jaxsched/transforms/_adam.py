@@ -10,7 +10,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validation import check_betas, check_eps, check_flags, check_lr, check_weight_decay
+from .._validation import (
+    check_betas,
+    check_betas_kind,
+    check_eps,
+    check_flags,
+    check_lr,
+    check_weight_decay,
+)
 from ._common import (
     Hyperparam,
     adam_moments,
@@ -106,6 +113,7 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, flag
     check_eps(eps)
     check_betas(betas)
     check_weight_decay(weight_decay)
+    check_betas_kind(betas)
     check_flags(*flags)
     beta1, beta2 = betas
     decay = not is_zero(weight_decay)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validation import check
+from .._validation import check, check_one_element_lr
 from ._common import (
     Hyperparam,
     cast,
@@ -131,6 +131,7 @@ def muon(
     Differences from optax: ``optax.contrib.muon`` runs the iteration in float32 with another
     normalisation and scaling and applies Adam to non-2-D leaves; its trajectories differ.
     """
+    check_one_element_lr(lr)
     check(lr, lambda v: v >= 0.0, "Learning rate should be >= 0 but is: {}")
     check(momentum, lambda v: v >= 0.0, "momentum should be >= 0 but is: {}")
     check(weight_decay, lambda v: v >= 0.0, "weight decay should be >= 0 but is: {}")

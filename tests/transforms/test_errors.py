@@ -19,7 +19,24 @@ BAD = [
         r"zero dampening",
     ),
     (lambda: J.sgd(lr=float("nan")), ValueError, r"Invalid learning rate: nan"),
-    (lambda: J.sgd(lr=jnp.ones(2)), ValueError, r"scalar hyperparameter.*\(2,\)"),
+    # torch's message (a multi-element Tensor lr), with the shape
+    (
+        lambda: J.sgd(lr=jnp.ones(2)),
+        ValueError,
+        r"^Tensor lr must be 1-element \(got shape \(2,\)\)",
+    ),
+    (lambda: J.adam(lr=np.ones((1, 2))), ValueError, r"^Tensor lr must be 1-element"),
+    (lambda: J.muon(lr=jnp.ones(3)), ValueError, r"^Tensor lr must be 1-element"),
+    (
+        lambda: J.adam(betas=(0.9, jnp.asarray(0.999))),
+        ValueError,
+        "betas must be either both floats or both Tensors",
+    ),
+    (
+        lambda: J.adamw(betas=(0, 0.999)),
+        ValueError,
+        "betas must be either both floats or both Tensors",
+    ),
     (lambda: J.adam(eps=-1.0), ValueError, r"^Invalid epsilon value: -1\.0$"),
     (lambda: J.adam(betas=(1.0, 0.999)), ValueError, r"^Invalid beta parameter at index 0: 1\.0"),
     (lambda: J.adam(betas=(0.9, -0.1)), ValueError, r"^Invalid beta parameter at index 1: -0\.1"),
