@@ -15,6 +15,7 @@ from ._common import (
     cast,
     compute_dtype,
     is_zero,
+    lerp,
     map_leaves,
     need_params,
     python_max,
@@ -39,13 +40,6 @@ class AdafactorState(NamedTuple):
 def _norm(x: jax.Array) -> jax.Array:
     """torch's ``x.norm(2)``: the 2-norm of all elements, as one reduction over every axis."""
     return jnp.sqrt(jnp.sum(jnp.square(x)))
-
-
-def _lerp(start, end, weight):
-    """torch.lerp: ``start + w (end - start)`` if ``w < 0.5``, else ``end - (end - start)(1-w)``."""
-    return jnp.where(
-        weight < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight)
-    )
 
 
 def adafactor(
@@ -124,14 +118,14 @@ def adafactor(
             row_new = col_new = var_new = None
             if g.ndim > 1:
                 row_mean = jnp.square(jnp.linalg.norm(g, axis=-1, keepdims=True)) / g.shape[-1]
-                row_new = _lerp(c(row), row_mean, w)
+                row_new = lerp(c(row), row_mean, w)
                 col_mean = jnp.square(jnp.linalg.norm(g, axis=-2, keepdims=True)) / g.shape[-2]
-                col_new = _lerp(c(col), col_mean, w)
+                col_new = lerp(c(col), col_mean, w)
                 estimate = row_new @ col_new
                 estimate = estimate / jnp.maximum(jnp.mean(row_new, axis=-2, keepdims=True), e1)
                 row_new, col_new = row_new.astype(row.dtype), col_new.astype(col.dtype)
             else:
-                var_new = _lerp(c(var), g * g, w)
+                var_new = lerp(c(var), g * g, w)
                 estimate = var_new
                 var_new = var_new.astype(var.dtype)
             update = jax.lax.rsqrt(jnp.maximum(estimate, e1 * e1)) * g

@@ -158,6 +158,13 @@ def need_params(name: str, params: Any) -> Any:
     return params
 
 
+def lerp(start: jax.Array, end: jax.Array, weight: Any) -> jax.Array:
+    """``torch.lerp``: ``start + w (end - start)`` for ``|w| < 0.5``, else
+    ``end - (end - start)(1 - w)``, the two forms torch's kernel picks between."""
+    diff = end - start
+    return jnp.where(jnp.abs(weight) < 0.5, start + weight * diff, end - diff * (1 - weight))
+
+
 def zero_count() -> jax.Array:
     """The step count of a fresh state (int32, as every transform's ``count``)."""
     return jnp.zeros((), jnp.int32)

@@ -15,6 +15,7 @@ from ._common import (
     cast,
     complement,
     compute_dtype,
+    lerp,
     map_leaves,
     step_to,
     tree_zeros_like,
@@ -32,14 +33,6 @@ class MuonState(NamedTuple):
 
     count: jax.Array  # type: ignore[assignment]  # shadows tuple.count
     momentum_buffer: Any
-
-
-def _lerp(start: jax.Array, end: jax.Array, weight: Any) -> jax.Array:
-    """``torch.lerp``: ``start + w (end - start)`` for ``|w| < 0.5``, else
-    ``end - (end - start)(1 - w)``, each form rounded as torch's kernel rounds it."""
-    small = jnp.abs(weight) < 0.5
-    diff = end - start
-    return jnp.where(small, start + weight * diff, end - diff * (1 - weight))
 
 
 def to_bfloat16(x: jax.Array) -> jax.Array:
@@ -168,8 +161,8 @@ def muon(
             dtype = compute_dtype(g)
             c = lambda x: cast(x, dtype)  # noqa: E731
             g32, buf32 = c(g), c(buf)
-            buf_new = _lerp(buf32, g32, c(one_minus_mom))
-            update = _lerp(g32, buf_new, c(mom_t)) if nesterov else buf_new
+            buf_new = lerp(buf32, g32, c(one_minus_mom))
+            update = lerp(g32, buf_new, c(mom_t)) if nesterov else buf_new
             weight = update.T if flax else update  # torch's (out, in)
             ortho = newton_schulz(weight, coefficients, ns_steps, eps)
             ortho = ortho.T if flax else ortho
