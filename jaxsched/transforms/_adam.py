@@ -27,6 +27,7 @@ from ._common import (
     is_zero,
     map_leaves,
     need_params,
+    one_minus_exp,
     one_minus_pow,
     tree_zeros_like,
     value_at,
@@ -189,10 +190,10 @@ def _kernel_derive(v: Mapping[str, Any]) -> dict[str, float]:
 
 def _kernel_scalars(hyper, derived, state):
     # the bias corrections as one_minus_pow computes them, with log(beta) from the host's double
-    t = (state.count + 1).astype(derived["log_beta1"].dtype)
+    t = state.count + 1
     return {
-        "neg_step_size": -hyper["lr"] / -jnp.expm1(t * derived["log_beta1"]),
-        "bias_correction2_sqrt": jnp.sqrt(-jnp.expm1(t * derived["log_beta2"])),
+        "neg_step_size": -hyper["lr"] / one_minus_exp(derived["log_beta1"], t),
+        "bias_correction2_sqrt": jnp.sqrt(one_minus_exp(derived["log_beta2"], t)),
         "eps": hyper["eps"],
         "one_minus_beta1": derived["one_minus_beta1"],
         "beta2": hyper["betas"][1],

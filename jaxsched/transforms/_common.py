@@ -98,6 +98,12 @@ def compute_dtype(leaf: jax.Array) -> np.dtype:
     return leaf.dtype
 
 
+def one_minus_exp(log_beta: Any, t: jax.Array) -> jax.Array:
+    """``1 - beta ** t`` from ``log(beta)``: ``-expm1(t log beta)`` in the scalar dtype (the
+    transforms and the Adam kernel adapter, whose ``log(beta)`` comes from the host)."""
+    return -jnp.expm1(t.astype(scalar_dtype()) * log_beta)
+
+
 def one_minus_pow(beta: Hyperparam, t: jax.Array) -> jax.Array:
     """``1 - beta ** t`` without float32 cancellation (``-expm1(t log beta)``).
 
@@ -106,16 +112,15 @@ def one_minus_pow(beta: Hyperparam, t: jax.Array) -> jax.Array:
     ulp.  ``beta == 0`` gives 1 for every ``t >= 1``.
     """
     dtype = scalar_dtype()
-    tf = t.astype(dtype)
     number = concrete(beta)
     if number is not None:
         if number == 0.0:
             return jnp.ones((), dtype)
-        return -jnp.expm1(tf * math.log(number))
+        return one_minus_exp(math.log(number), t)
     if isinstance(beta, SplitFloat):
-        return jnp.where(beta.hi == 0, 1.0, -jnp.expm1(tf * beta.log()))
+        return jnp.where(beta.hi == 0, 1.0, one_minus_exp(beta.log(), t))
     b = jnp.asarray(beta, dtype)
-    return jnp.where(b == 0, 1.0, -jnp.expm1(tf * jnp.log(b)))
+    return jnp.where(b == 0, 1.0, one_minus_exp(jnp.log(b), t))
 
 
 def pow_t(beta: Hyperparam, t: jax.Array) -> jax.Array:

@@ -107,10 +107,16 @@ def sgd(
         updates, buffer = map_leaves(leaf, grads, params if decay else None, state.momentum_buffer)
         if not use_buffer:
             return updates, SGDState(count + 1, buffer)
-        steps = state.momentum_steps + (jnp.asarray(mom_t) != 0).astype(jnp.int32)
+        steps = _momentum_steps(state.momentum_steps, mom_t)
         return updates, SGDState(count + 1, buffer, steps)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _momentum_steps(steps: jax.Array, momentum: Any) -> jax.Array:
+    """Steps that used a non-zero momentum (torch's "the buffer exists" once it is > 0),
+    advanced by one step with ``momentum`` (the transform and the kernel adapter)."""
+    return steps + (jnp.asarray(momentum) != 0).astype(jnp.int32)
 
 
 # -- torch's SGD and its CPU kernel ---------------------------------------------------------------
@@ -133,7 +139,7 @@ SGD_KERNEL = KernelAdapter(
     scalars=_kernel_scalars,
     advance=lambda state, hyper: {
         "count": state.count + 1,
-        "momentum_steps": state.momentum_steps + (hyper["momentum"] != 0).astype(jnp.int32),
+        "momentum_steps": _momentum_steps(state.momentum_steps, hyper["momentum"]),
     },
     flags=lambda s: {"maximize": bool(s["maximize"]), "nesterov": bool(s["nesterov"])},
     buffers=lambda s: ("momentum_buffer",),
