@@ -14,6 +14,7 @@ from .transforms import adam as adam
 from .transforms import adamax as adamax
 from .transforms import adamw as adamw
 from .transforms import asgd as asgd
+from .transforms import lbfgs as lbfgs
 from .transforms import muon as muon
 from .transforms import nadam as nadam
 from .transforms import radam as radam
@@ -34,6 +35,7 @@ __all__ = [
     "asgd",
     "get_hyperparams",
     "grouped",
+    "lbfgs",
     "muon",
     "nadam",
     "optim",

@@ -15,11 +15,13 @@ from ._classes import RAdam as RAdam
 from ._classes import RMSprop as RMSprop
 from ._classes import Rprop as Rprop
 from ._engines import EngineInfo as EngineInfo
+from ._lbfgs import LBFGS as LBFGS
 from ._optimizer import Optimizer as Optimizer
 from ._param_group import ParamGroup as ParamGroup
 
 __all__ = [
     "ASGD",
+    "LBFGS",
     "SGD",
     "Adadelta",
     "Adafactor",

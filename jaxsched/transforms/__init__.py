@@ -17,6 +17,8 @@ from ._adamax import AdamaxState as AdamaxState
 from ._adamax import adamax as adamax
 from ._asgd import ASGDState as ASGDState
 from ._asgd import asgd as asgd
+from ._lbfgs import LBFGSState as LBFGSState
+from ._lbfgs import lbfgs as lbfgs
 from ._muon import MuonState as MuonState
 from ._muon import muon as muon
 from ._nadam import NAdamState as NAdamState
@@ -37,6 +39,7 @@ __all__ = [
     "AdagradState",
     "AdamState",
     "AdamaxState",
+    "LBFGSState",
     "MuonState",
     "NAdamState",
     "RAdamState",
@@ -50,6 +53,7 @@ __all__ = [
     "adamax",
     "adamw",
     "asgd",
+    "lbfgs",
     "muon",
     "nadam",
     "radam",

@@ -13,6 +13,7 @@ from ._adagrad import ADAGRAD
 from ._adam import ADAM, ADAMW
 from ._adamax import ADAMAX
 from ._asgd import ASGD
+from ._lbfgs import LBFGS
 from ._muon import MUON
 from ._nadam import NADAM
 from ._radam import RADAM
@@ -24,7 +25,7 @@ from ._spec import KernelAdapter, TorchSpec
 SPECS: dict[str, TorchSpec] = {
     spec.name: spec
     for spec in (SGD, ADAM, ADAMW, ADAGRAD, ADADELTA, ADAMAX, ASGD, NADAM, RADAM, RMSPROP,
-                 RPROP, ADAFACTOR, MUON)
+                 RPROP, ADAFACTOR, MUON, LBFGS)
 }  # fmt: skip
 
 
