@@ -22,6 +22,11 @@ from ._optimizer import Optimizer
 
 _SINGLE_GROUP = "LBFGS doesn't support per-parameter options (parameter groups)"
 _STATIC = ("max_iter", "max_eval", "history_size", "line_search_fn")
+# Compiled steps, shared by every LBFGS whose configuration (tree, shapes, shardings, vector
+# layout, static values) and loss function are the same: a new optimizer for the same model
+# and loss compiles nothing.  Bounded: it keeps the loss functions alive.
+_PROGRAMS: dict[Any, Callable] = {}
+_KEEP = 16
 
 
 class LBFGS(Optimizer):
@@ -56,7 +61,6 @@ class LBFGS(Optimizer):
         if groups and len(params) > 1:
             raise ValueError(_SINGLE_GROUP)
         super().__init__(params, self._arguments(locals()))
-        self._lbfgs_programs: dict[Any, Callable] = {}
 
     def add_param_group(self, param_group: Mapping[str, Any]) -> None:
         """Refused: torch's LBFGS has exactly one group (its ``step`` then fails)."""
@@ -70,12 +74,12 @@ class LBFGS(Optimizer):
         values = self.param_groups[0]._values
         statics = {k: values[k] for k in _STATIC}
         key = (loss_fn, self._configuration(), tuple(statics.items()))
-        program = self._lbfgs_programs.get(key)
+        program = _PROGRAMS.get(key)
         if program is not None:
             return program
         treedef, unpack = self._treedef, self._vector.unpack
-        if len(self._lbfgs_programs) > 8:  # one per loss function: keep a few
-            self._lbfgs_programs.clear()
+        if len(_PROGRAMS) >= _KEEP:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
 
         def run(leaves, state, vector, args, kwargs):
             hyper = unpack(vector)[0][0]
@@ -93,7 +97,7 @@ class LBFGS(Optimizer):
             )  # fmt: skip
             return new_leaves, new_state, loss, vector
 
-        program = self._lbfgs_programs[key] = jax.jit(run, donate_argnums=(1,))
+        program = _PROGRAMS[key] = jax.jit(run, donate_argnums=(1,))
         return program
 
     def step(self, loss_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
