@@ -21,6 +21,7 @@ from .transforms import radam as radam
 from .transforms import rmsprop as rmsprop
 from .transforms import rprop as rprop
 from .transforms import sgd as sgd
+from .transforms import sparse_adam as sparse_adam
 
 __version__ = "0.1.0"
 
@@ -45,5 +46,6 @@ __all__ = [
     "schedules",
     "set_hyperparams",
     "sgd",
+    "sparse_adam",
     "transforms",
 ]

@@ -14,6 +14,7 @@ from ._classes import NAdam as NAdam
 from ._classes import RAdam as RAdam
 from ._classes import RMSprop as RMSprop
 from ._classes import Rprop as Rprop
+from ._classes import SparseAdam as SparseAdam
 from ._engines import EngineInfo as EngineInfo
 from ._lbfgs import LBFGS as LBFGS
 from ._optimizer import Optimizer as Optimizer
@@ -37,5 +38,6 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "Rprop",
+    "SparseAdam",
     "lr_scheduler",
 ]

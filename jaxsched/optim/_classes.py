@@ -294,3 +294,35 @@ class Muon(Optimizer):
         orientation: str = "flax",
     ) -> None:
         super().__init__(params, self._arguments(locals()), {"orientation": orientation})
+
+
+class SparseAdam(Optimizer):
+    """``torch.optim.SparseAdam``; the update is :func:`jaxsched.sparse_adam`.
+
+    ``step(grads)`` takes a tree of ``jax.experimental.sparse.BCOO`` gradients (one per
+    parameter, of its shape); a dense gradient raises torch's ``RuntimeError``.  The state dict
+    holds torch's ``step`` as a Python int."""
+
+    spec = SPECS["SparseAdam"]
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(params, self._arguments(locals()))
+
+    def _grad_leaves(self, grads: Any) -> list[Any]:
+        try:  # a BCOO is a pytree itself: read the tree only down to the parameters' leaves
+            return self._treedef.flatten_up_to(grads)
+        except (ValueError, TypeError):
+            raise self._mismatch(grads) from None
+
+    def state_dict(self) -> dict[str, Any]:
+        out = super().state_dict()
+        for entry in out["state"].values():
+            entry["step"] = int(entry["step"])
+        return out

@@ -31,6 +31,8 @@ from ._rprop import RpropState as RpropState
 from ._rprop import rprop as rprop
 from ._sgd import SGDState as SGDState
 from ._sgd import sgd as sgd
+from ._sparse_adam import SparseAdamState as SparseAdamState
+from ._sparse_adam import sparse_adam as sparse_adam
 
 __all__ = [
     "ASGDState",
@@ -46,6 +48,7 @@ __all__ = [
     "RMSpropState",
     "RpropState",
     "SGDState",
+    "SparseAdamState",
     "adadelta",
     "adafactor",
     "adagrad",
@@ -60,4 +63,5 @@ __all__ = [
     "rmsprop",
     "rprop",
     "sgd",
+    "sparse_adam",
 ]

@@ -20,12 +20,13 @@ from ._radam import RADAM
 from ._rmsprop import RMSPROP
 from ._rprop import RPROP
 from ._sgd import SGD
+from ._sparse_adam import SPARSE_ADAM
 from ._spec import KernelAdapter, TorchSpec
 
 SPECS: dict[str, TorchSpec] = {
     spec.name: spec
     for spec in (SGD, ADAM, ADAMW, ADAGRAD, ADADELTA, ADAMAX, ASGD, NADAM, RADAM, RMSPROP,
-                 RPROP, ADAFACTOR, MUON, LBFGS)
+                 RPROP, ADAFACTOR, MUON, LBFGS, SPARSE_ADAM)
 }  # fmt: skip
 
 
