@@ -2,7 +2,9 @@
 
 Run:  python benchmarks/optimizer_parity.py [--steps 1000]
 
-Same random gradients for all three (params of shapes (4, 3), (5,), ()); the figure is the
+Same random gradients for all three (params of shapes (4, 3), (5,), ()); Muon on 2-D
+parameters, SparseAdam on random row-sparse gradients, LBFGS on a logistic regression (it
+evaluates the loss itself: 30 outer steps of up to 6 iterations); the figure is the
 worst leaf's max|ours - torch| / max|torch| (the tests' measure) after ``--steps`` steps, in
 float32 and float64 (torch in the same precision).  The optax column maps torch's arguments onto the
 nearest optax call, as a migrating user would write it.
@@ -11,6 +13,7 @@ nearest optax call, as a migrating user would write it.
 from __future__ import annotations
 
 import argparse
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -122,6 +125,102 @@ ROWS = [
 ]
 
 
+def muon_cells(steps: int) -> list[str]:
+    """Muon on 2-D parameters (torch's (out, in) layout), same random gradients; optax.contrib's
+    Muon as its namesake."""
+    rng = np.random.default_rng(1)
+    shapes = ((6, 4), (3, 5))
+    params = [rng.normal(size=s) for s in shapes]
+    grads = [[rng.normal(size=s) for s in shapes] for _ in range(steps)]
+    cells = []
+    for precision in ("float32", "float64"):
+        jax.config.update("jax_enable_x64", precision == "float64")
+        ref = torch_run(O.Muon, dict(lr=0.02), params, grads, precision)
+        got = optax_run(J.muon(lr=0.02, orientation="torch"), params, grads, precision)
+        cells.append(f"{relative_difference(got, ref):.1e}")
+        if precision == "float32":
+            ref32 = ref
+    jax.config.update("jax_enable_x64", False)
+    theirs = optax_run(optax.contrib.muon(0.02), params, grads, "float32")
+    return [*cells, f"{relative_difference(theirs, ref32):.1e}"]
+
+
+def _apply(tx, params, state, grads):
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+
+def sparse_adam_cells(steps: int) -> list[str]:
+    """SparseAdam on a (12, 3) table, each step's gradient on 4 random rows (repeats summed)."""
+    from jax.experimental import sparse
+
+    rng = np.random.default_rng(2)
+    table = rng.normal(size=(12, 3))
+    rows = [rng.integers(0, 12, 4) for _ in range(steps)]
+    values = [rng.normal(size=(4, 3)) for _ in range(steps)]
+    cells = []
+    for precision in ("float32", "float64"):
+        jax.config.update("jax_enable_x64", precision == "float64")
+        dtype = getattr(torch, precision)
+        t = torch.tensor(table, dtype=dtype, requires_grad=True)
+        opt = O.SparseAdam([t], lr=0.01)
+        for r, v in zip(rows, values, strict=True):
+            t.grad = torch.sparse_coo_tensor(
+                torch.tensor(r)[None], torch.tensor(v, dtype=dtype), (12, 3)
+            )
+            opt.step()
+        jdtype = jnp.float64 if precision == "float64" else jnp.float32
+        tx = J.sparse_adam(lr=0.01)
+        p = [jnp.asarray(table, jdtype)]
+        state = tx.init(p)
+        step = jax.jit(functools.partial(_apply, tx))
+        for r, v in zip(rows, values, strict=True):
+            g = sparse.BCOO((jnp.asarray(v, jdtype), jnp.asarray(r)[:, None]), shape=(12, 3))
+            p, state = step(p, state, [g])
+        got = [np.asarray(p[0], np.float64)]
+        cells.append(f"{relative_difference(got, [t.detach().double().numpy()]):.1e}")
+    jax.config.update("jax_enable_x64", False)
+    return [*cells, "-"]
+
+
+def lbfgs_cells(steps: int = 30) -> list[str]:
+    """LBFGS (strong-Wolfe, history 3) on a logistic regression, ``steps`` outer steps."""
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(40, 4)), (rng.normal(size=40) > 0).astype(np.float64)
+    w0 = rng.normal(size=4) * 0.1
+    kwargs = dict(lr=1, max_iter=6, history_size=3, line_search_fn="strong_wolfe")
+    cells = []
+    for precision in ("float32", "float64"):
+        jax.config.update("jax_enable_x64", precision == "float64")
+        dtype = getattr(torch, precision)
+        w = torch.tensor(w0, dtype=dtype, requires_grad=True)
+        Xt, yt = torch.tensor(X, dtype=dtype), torch.tensor(y, dtype=dtype)
+        opt = O.LBFGS([w], **kwargs)
+
+        def closure(opt=opt, w=w, Xt=Xt, yt=yt):
+            opt.zero_grad()
+            z = Xt @ w
+            loss = (torch.nn.functional.softplus(z) - yt * z).mean()
+            loss.backward()
+            return loss
+
+        jdtype = jnp.float64 if precision == "float64" else jnp.float32
+        ours = J.optim.LBFGS({"w": jnp.asarray(w0, jdtype)}, **kwargs)
+        Xj, yj = jnp.asarray(X, jdtype), jnp.asarray(y, jdtype)
+
+        def loss_fn(p, X, y):
+            z = X @ p["w"]
+            return (jnp.logaddexp(0.0, z) - y * z).mean()
+
+        for _ in range(steps):
+            opt.step(closure)
+            ours.step(loss_fn, Xj, yj)
+        got = [np.asarray(ours.params["w"], np.float64)]
+        cells.append(f"{relative_difference(got, [w.detach().double().numpy()]):.1e}")
+    jax.config.update("jax_enable_x64", False)
+    return [*cells, "-"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
@@ -147,6 +246,12 @@ def main() -> None:
             got = optax_run(namesake(), params, grads, "float32")
             optax_cell = f"{relative_difference(got, ref32):.1e}"
         print(f"{name:34s} {cells[0]:12.1e} {cells[1]:12.1e} {optax_cell:>10s}")
+    for name, cells in (
+        (f"Muon(lr=0.02), {args.steps} steps", muon_cells(args.steps)),
+        (f"SparseAdam, {args.steps} steps", sparse_adam_cells(args.steps)),
+        ("LBFGS(strong_wolfe), 30 outer steps", lbfgs_cells()),
+    ):
+        print(f"{name:34s} {cells[0]:>12s} {cells[1]:>12s} {cells[2]:>10s}")
 
 
 if __name__ == "__main__":

@@ -90,3 +90,14 @@ def test_train_step_example_matches_the_two_call_loop():
     assert "14 parameter leaves" in out
     assert float(out.split("between the two: ")[1].split()[0]) < 1e-5
     assert "median ms/step make_train_step" in out
+
+
+@pytest.mark.parametrize("search", [[], ["--line-search"]])
+def test_lbfgs_fit_agrees_with_torch(search):
+    out = run("lbfgs_fit.py", "--steps", "12", *search)
+    rows = [line.split() for line in out.splitlines() if line.startswith("step")]
+    assert len(rows) == 12
+    losses = [float(r[3]) for r in rows]
+    assert losses[-1] < 0.5 * losses[0]
+    assert all(abs(float(r[3]) - float(r[5])) <= 1e-12 * float(r[5]) for r in rows)
+    assert all(float(r[9]) < 1e-12 for r in rows)  # max|Δθ|
