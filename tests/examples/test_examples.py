@@ -101,3 +101,14 @@ def test_lbfgs_fit_agrees_with_torch(search):
     assert losses[-1] < 0.5 * losses[0]
     assert all(abs(float(r[3]) - float(r[5])) <= 1e-12 * float(r[5]) for r in rows)
     assert all(float(r[9]) < 1e-12 for r in rows)  # max|Δθ|
+
+
+def test_muon_adamw_recipe_follows_torch():
+    out = run("muon_adamw.py", "--steps", "12")
+    rows = [line.split() for line in out.splitlines() if line.startswith("step")]
+    assert len(rows) == 12
+    for r in rows:
+        assert abs(float(r[3]) - float(r[5])) < 1e-8  # the losses
+        grouped, two = float(r[8]), float(r[11])
+        assert grouped < 1e-5 and two < 1e-5  # one bfloat16 flip (see the example's docstring)
+        assert abs(grouped - two) < 1e-12  # both jaxsched routes give the same numbers
