@@ -42,12 +42,16 @@ def like(state_leaf: Any, param: jax.Array | None, anchor: jax.Array) -> Shardin
     like ``param`` along the dimensions it shares with it when it has ``param``'s rank (a
     factored moment: Adafactor's row statistics of a row-sharded matrix stay row-sharded, as
     the step computes them); else replicated over ``anchor``'s devices (``anchor``: a parameter
-    of the same group)."""
+    of the same group).  A stack of arrays shaped like ``param`` (``(k, *param.shape)``: LBFGS's
+    history) is split like ``param`` along every dimension but the first."""
     committed = param is not None and getattr(param, "committed", False)
     if committed and param is not None:
         shape, sharding = tuple(state_leaf.shape), param.sharding
         if shape == tuple(param.shape):
             return sharding
+        if isinstance(sharding, NamedSharding) and shape[1:] == tuple(param.shape):
+            spec = tuple(sharding.spec) + (None,) * (param.ndim - len(sharding.spec))
+            return NamedSharding(sharding.mesh, PartitionSpec(None, *spec))
         if isinstance(sharding, NamedSharding) and len(shape) == param.ndim:
             spec = tuple(sharding.spec) + (None,) * (param.ndim - len(sharding.spec))
             kept = [

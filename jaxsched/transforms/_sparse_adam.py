@@ -101,7 +101,7 @@ def sparse_adam(
             index, values, m, v = leaf_step(
                 g, m, v, one_minus_b1, one_minus_b2, eps, step_size, maximize, count
             )
-            updates.append(jnp.zeros_like(m).at[index].add(values.astype(m.dtype), mode="drop"))
+            updates.append(_add_at(jnp.zeros_like(m), index, values))
             exp_avg.append(m)
             exp_avg_sq.append(v)
         unflatten = treedef.unflatten
@@ -124,15 +124,38 @@ def leaf_step(g, m, v, one_minus_b1, one_minus_b2, eps, step_size, maximize, cou
     dtype = compute_dtype(m)
     c = lambda x: cast(x, dtype)  # noqa: E731
     values = c(-g.data if maximize else g.data)
-    old_m = m.at[index].get(mode="fill", fill_value=0).astype(dtype)
-    old_v = v.at[index].get(mode="fill", fill_value=0).astype(dtype)
+    old_m = _rows(m, index).astype(dtype)
+    old_v = _rows(v, index).astype(dtype)
     delta_m = (values - old_m) * c(one_minus_b1)
     delta_v = (values * values - old_v) * c(one_minus_b2)
-    m = m.at[index].add(delta_m.astype(m.dtype), mode="drop")
-    v = v.at[index].add(delta_v.astype(v.dtype), mode="drop")
+    m, v = _add_at(m, index, delta_m), _add_at(v, index, delta_v)
     denom = jnp.sqrt(delta_v + old_v) + c(value_at(eps, count))
     change = c(-step_size) * ((delta_m + old_m) / denom)
     return index, change, m, v
+
+
+def _explicit(x: jax.Array) -> Any:
+    """``x``'s sharding when it is explicitly sharded (JAX then asks where a gather or a
+    scatter's result lies), else ``None``."""
+    sharding = jax.typeof(x).sharding
+    return sharding if any(axis is not None for axis in getattr(sharding, "spec", ())) else None
+
+
+def _add_at(x: jax.Array, index: tuple[jax.Array, ...], values: jax.Array) -> jax.Array:
+    """``x`` plus ``values`` at the gradient's entries (padding dropped), kept where ``x`` is."""
+    sharding = _explicit(x)
+    extra = {} if sharding is None else {"out_sharding": sharding}
+    return x.at[index].add(values.astype(x.dtype), mode="drop", **extra)
+
+
+def _rows(x: jax.Array, index: tuple[jax.Array, ...]) -> jax.Array:
+    """``x`` at the gradient's entries (0 at padding).  On an explicitly sharded array the
+    entries are gathered replicated (they are few: the gradient's, never the table)."""
+    sharding = _explicit(x)
+    if sharding is not None:
+        out = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+        return x.at[index].get(mode="fill", fill_value=0, out_sharding=out)
+    return x.at[index].get(mode="fill", fill_value=0)
 
 
 SPARSE_ADAM = TorchSpec(

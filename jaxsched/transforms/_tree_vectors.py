@@ -14,8 +14,9 @@ import jax.numpy as jnp
 
 
 def dot(a: Any, b: Any) -> jax.Array:
-    """``<a, b>`` over every leaf."""
-    parts = [jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)]
+    """``<a, b>`` over every leaf (an elementwise product then a sum: a sharded leaf reduces
+    where it lies, and explicitly sharded meshes accept it)."""
+    parts = [jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)]
     total = parts[0]
     for part in parts[1:]:
         total = total + part

@@ -341,3 +341,55 @@ def test_a_group_the_kernels_cannot_take_runs_on_xla_sharded_and_says_why():
         assert x.sharding.is_equivalent_to(fsdp, x.ndim)
     text = opt.lower_step(jax.tree.map(jnp.ones_like, params)).compile().as_text()
     assert collectives(text) == []
+
+
+@pytest.mark.parametrize("layout", ["fsdp", "2d"])
+@pytest.mark.parametrize("search", [None, "strong_wolfe"])
+def test_lbfgs_keeps_shardings_history_included_and_matches_one_device(layout, search, x64):
+    """LBFGS's vectors stay trees: d, the previous gradient and each history slot are split like
+    their parameter (the history along every axis but its first), never gathered.  float64:
+    its iterations amplify the float32 rounding of a differently ordered sum (2e-4 here)."""
+    host = {k: v.astype(np.float64) for part in host_tree().values() for k, v in part.items()}
+    placed_params = {k: jax.device_put(v, LAYOUTS[layout][k]) for k, v in host.items()}
+
+    def loss_fn(p):
+        return sum(jnp.sum(jnp.tanh(x) ** 2 + 0.1 * x) for x in jax.tree.leaves(p))
+
+    kwargs = dict(lr=0.5, max_iter=4, history_size=3, line_search_fn=search)
+    opt = optim.LBFGS(placed_params, **kwargs)
+    one = optim.LBFGS(jax.tree.map(jnp.asarray, host), **kwargs)
+    for _ in range(3):
+        loss = opt.step(loss_fn)
+        ref = one.step(loss_fn)
+    np.testing.assert_allclose(float(loss), float(ref), rtol=1e-12)
+    for k, x in opt.params.items():
+        assert x.sharding.is_equivalent_to(LAYOUTS[layout][k], x.ndim), k
+        np.testing.assert_allclose(np.asarray(x), np.asarray(one.params[k]), rtol=1e-10, atol=1e-12)
+    state = opt._inner[0]
+    names = sorted(host)
+    for field in ("d", "prev_flat_grad", "old_dirs", "old_stps"):
+        for k, x in zip(names, getattr(state, field), strict=True):
+            want = LAYOUTS[layout][k]
+            if field.startswith("old_"):
+                want = NamedSharding(want.mesh, P(None, *want.spec))
+            assert x.sharding.is_equivalent_to(want, x.ndim), (field, k, x.sharding)
+
+
+def test_sparse_adam_keeps_shardings():
+    from jax.experimental import sparse
+
+    table = np.random.default_rng(0).normal(size=(64, 8))
+    sharding = NamedSharding(MESH, P("d"))
+    opt = optim.SparseAdam({"emb": jax.device_put(table, sharding)}, lr=0.01)
+    one = optim.SparseAdam({"emb": jnp.asarray(table)}, lr=0.01)
+    for step in range(3):
+        rows = np.random.default_rng(step).integers(0, 64, 5)
+        g = sparse.BCOO((jnp.ones((5, 8)) * (step + 1), jnp.asarray(rows)[:, None]), shape=(64, 8))
+        opt.step({"emb": g})
+        one.step({"emb": g})
+    assert opt.params["emb"].sharding.is_equivalent_to(sharding, 2)
+    for x in jax.tree.leaves(opt._inner[0].exp_avg):
+        assert x.sharding.is_equivalent_to(sharding, 2)
+    np.testing.assert_allclose(
+        np.asarray(opt.params["emb"]), np.asarray(one.params["emb"]), rtol=1e-6
+    )
