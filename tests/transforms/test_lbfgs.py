@@ -395,3 +395,21 @@ def test_converged_start_returns_at_once_as_torch():
     assert float(loss) == 0.0
     assert opt.state_dict()["state"] == {0: {"func_evals": 1, "n_iter": 0}}
     np.testing.assert_array_equal(opt.params["x"], np.ones(2))
+
+
+def test_a_scheduler_drives_lbfgs_as_in_torch(x64):
+    """StepLR over LBFGS: the lr each outer step uses, and the parameters, as torch's."""
+    from jaxsched.optim import lr_scheduler
+
+    problem, kwargs = BY_ID["logistic"], dict(lr=0.5, max_iter=3)
+    _, topt, tensors, closure = torch_run(problem, kwargs, "float64", steps=0)
+    torch_sched = torch.optim.lr_scheduler.StepLR(topt, 2, 0.5)
+    opt = optim.LBFGS({k: jnp.asarray(v) for k, v in problem.params().items()}, **kwargs)
+    sched = lr_scheduler.StepLR(opt, 2, 0.5)
+    for step in range(6):
+        topt.step(closure)
+        torch_sched.step()
+        opt.step(problem.jax_loss)
+        sched.step()
+        assert sched.get_last_lr() == torch_sched.get_last_lr()
+        _close(opt.params, {k: t.detach().numpy() for k, t in tensors.items()}, "float64", step)
