@@ -28,7 +28,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from .._grouped import join_hyperparams, split_hyperparams
-from ..transforms._common import SplitFloat
+from ..transforms._common import SplitFloat, float32_array
 from ..transforms._spec import KernelAdapter, TorchSpec
 from . import _fused
 from ._placement import ShardLayout, like, place_tree, put
@@ -123,6 +123,9 @@ class XlaEngine:
                     None if x is None else SplitFloat(x, derived[f"{key}[{i}]"])
                     for i, x in enumerate(value)
                 )
+            elif float32_array(self._kwargs.get(key)):
+                # torch's float32 tensor hyperparameter: a float32 value, float32 arithmetic
+                held[key] = value.astype(jnp.float32)
             else:
                 held[key] = SplitFloat(value, derived[f"{key}[0]"])
         if zero_decay:

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..transforms._common import cast
+from ..transforms._common import cast, float32_array
 from ..transforms._registry import kernel_entries
 from ..transforms._sgd import SGD_KERNEL
 from ..transforms._spec import KernelAdapter
@@ -169,6 +169,11 @@ def why_not(
         mask = slots.get(name, "absent")
         if mask == "absent" or (isinstance(mask, tuple) and not all(mask)):
             return f"{name} is not a number (a schedule or an array): the transform handles it"
+        if any(float32_array(v) for v in (value if isinstance(value, tuple) else (value,))):
+            return (
+                f"{name} is a float32 array: torch derives its scalars in float32 (as from a "
+                f"float32 tensor); the transform does that"
+            )
     return None
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from .._grouped import GroupedState, _is_number, grouped, split_hyperparams
+from ..transforms._common import float32_array
 from ..transforms._spec import TorchSpec
 from . import _engines, _placement, _programs, _state_dict, _trees
 from ._hyper import HyperVector
@@ -124,6 +125,12 @@ class Optimizer:
         self._dict_tree = _trees.DictReader.of(self._params)  # reads grads fast, if it applies
         self._signature = [(p.shape, p.dtype) for p in leaves]
         values = [pg._values for pg in self.param_groups]
+        # hyperparameters given as float32 arrays: their derived scalars are float32 (torch's
+        # float32 tensors), a structural property of the programs
+        self._float32_keys = {
+            (g, k) for g, v in enumerate(values) for k in self._hyperparameter_names
+            if float32_array(v.get(k))
+        }  # fmt: skip
         self.tx = self._transform(values)
         # Shapes only: each engine allocates its own state, placed like the parameters.
         shapes = jax.eval_shape(self.tx.init, self._params)
@@ -186,6 +193,7 @@ class Optimizer:
             tuple(statics),
             tuple((g, tuple(names.items())) for g, names in self._vector.slots.items()),
             frozenset(self._zero_decay_pattern),
+            frozenset(self._float32_keys),
         )
         try:
             hash(key)
@@ -469,7 +477,11 @@ class Optimizer:
         at the next step (possibly by rebuilding the transform)."""
         if key not in self._hyperparameter_names:
             return
-        if self._vector.write(g, key, self.param_groups[g]._values[key]):
+        value = self.param_groups[g]._values[key]
+        if float32_array(value) != ((g, key) in self._float32_keys):
+            self._dirty.add((g, key))  # float32 arithmetic switched on or off: a rebuild
+            return
+        if self._vector.write(g, key, value):
             if key == "weight_decay":  # the zero-decay programs may no longer apply
                 for programs in self._programs.values():
                     programs.forget()
@@ -489,6 +501,8 @@ class Optimizer:
                 slots = self._vector.slots[g]
                 if key not in slots or _slot_of(value) != slots[key]:
                     rebuild = True  # a structural value (bool, schedule) or a changed shape
+                if float32_array(value) != ((g, key) in self._float32_keys):
+                    rebuild = True  # torch's float32-tensor arithmetic, on or off
             if rebuild:
                 for pg in self.param_groups:
                     self.spec.factory(**self._factory_kwargs(pg._values))
@@ -501,7 +515,7 @@ class Optimizer:
     _BUILT = (
         "_group_indices", "_leaves", "_treedef", "_dict_tree", "_signature", "tx", "_engines",
         "_vector", "_inner", "_programs", "_zero_decay_pattern", "_params", "_references",
-        "_callbacks",
+        "_callbacks", "_float32_keys",
     )  # fmt: skip
 
     @contextlib.contextmanager

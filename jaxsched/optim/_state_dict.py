@@ -29,9 +29,14 @@ def _numpy(value: Any) -> np.ndarray:
 
 
 def _plain(value: Any) -> Any:
-    """Hyperparameter values as Python objects (a torch tensor lr becomes a float)."""
+    """Hyperparameter values as Python objects: a tensor or array becomes a float, except a
+    float32 one (torch's float32 tensor lr), which stays a 0-d float32 array, since torch derives
+    its scalars in float32 (:func:`~jaxsched.transforms._common.float32_array`)."""
     if hasattr(value, "detach") or isinstance(value, (np.ndarray, np.generic)):
-        return _numpy(value).item()
+        array = _numpy(value)
+        if array.dtype == np.float32 and array.size == 1:
+            return array.reshape(())
+        return array.item()
     if isinstance(value, tuple):
         return tuple(_plain(v) for v in value)
     return value

@@ -24,6 +24,7 @@ from ._common import (
     cast,
     complement,
     compute_dtype,
+    float32_array,
     is_zero,
     map_leaves,
     need_params,
@@ -136,6 +137,12 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, flag
         if decay:
             need_params(name, params)
         step_size = lr_t / one_minus_pow(beta1, t)
+        if float32_array(lr):
+            # torch with a float32 tensor lr: lr * wd, 1 - lr * wd and lr / (1 - beta1^t) are
+            # float32 tensors (the Python operands rounded to float32), also for float64 params
+            lr_t = jnp.asarray(lr, jnp.float32)
+            wd_t = cast(wd_t, jnp.float32)
+            step_size = lr_t / one_minus_pow(beta1, t).astype(jnp.float32)
         bc2_sqrt = jnp.sqrt(one_minus_pow(beta2, t))
 
         def leaf(g, p, m, v, vmax):

@@ -56,6 +56,20 @@ def scalar_dtype() -> np.dtype:
     return jnp.result_type(float)
 
 
+def float32_array(value: Any) -> bool:
+    """A float32 array (concrete or traced) in a run whose scalars are float64: torch's float32
+    tensor hyperparameter, whose derived scalars torch computes in float32 (``1 - lr * wd``,
+    ``lr / bias_correction``), also for float64 parameters.  A Python float, or any value in a
+    float32 run, is not one."""
+    dtype = getattr(value, "dtype", None)
+    return (
+        dtype is not None
+        and not isinstance(value, SplitFloat)
+        and np.dtype(dtype) == np.float32
+        and scalar_dtype() == np.float64
+    )
+
+
 def value_at(value: Hyperparam, count: jax.Array) -> float | jax.Array:
     """A hyperparameter's value for the update that ``count`` updates have preceded.
 

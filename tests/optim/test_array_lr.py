@@ -1,0 +1,97 @@
+"""A float32 array lr is torch's float32 tensor lr: its derived scalars in float32 (Adam and
+AdamW's ``1 - lr * wd`` and ``lr / (1 - beta1^t)``), also for float64 parameters; a Python float
+keeps double arithmetic.  Functional, stateful (written mid-run too) and imported from torch."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+import jaxsched
+from jaxsched import optim
+from tests.torch_reference import relative_difference
+
+P0 = np.random.default_rng(0).normal(size=(4, 3))
+GRADS = [np.random.default_rng(i + 1).normal(size=(4, 3)) for i in range(60)]
+CASES = {
+    "adamw": (torch.optim.AdamW, jaxsched.adamw, optim.AdamW, dict(weight_decay=0.1)),
+    "adam-amsgrad": (torch.optim.Adam, jaxsched.adam, optim.Adam, dict(amsgrad=True)),
+    "adam-decoupled": (torch.optim.Adam, jaxsched.adam, optim.Adam,
+                       dict(weight_decay=0.1, decoupled_weight_decay=True)),
+}  # fmt: skip
+
+
+def torch_run(cls, lr, kwargs, grads=GRADS):
+    t = torch.tensor(P0, requires_grad=True)
+    opt = cls([t], lr=lr, **kwargs)
+    for g in grads:
+        t.grad = torch.tensor(g)
+        opt.step()
+    return {"w": t.detach().numpy()}, opt
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_functional_float32_lr_is_torchs_tensor_lr(case, x64):
+    cls, factory, _, kwargs = CASES[case]
+    tensor_lr, float_lr = (
+        torch_run(cls, torch.tensor(1e-3), kwargs)[0],
+        torch_run(cls, 1e-3, kwargs)[0],
+    )
+    assert relative_difference(tensor_lr, float_lr) > 1e-10  # torch: the two differ (4e-10 .. 3e-6)
+
+    def ours(lr):
+        tx = factory(lr=lr, **kwargs)
+        p = {"w": jnp.asarray(P0)}
+        state = tx.init(p)
+        step = jax.jit(
+            lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p))
+        )
+        for g in GRADS:
+            p, state = step(p, state, {"w": jnp.asarray(g)})
+        return p
+
+    assert relative_difference(ours(jnp.float32(1e-3)), tensor_lr) <= 1e-13
+    assert relative_difference(ours(np.float32(1e-3)), tensor_lr) <= 1e-13
+    assert relative_difference(ours(1e-3), float_lr) <= 1e-13
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_stateful_float32_lr_written_and_loaded(case, x64):
+    cls, _, jcls, kwargs = CASES[case]
+    theirs, topt = torch_run(cls, torch.tensor(1e-3), kwargs, GRADS[:30])
+    opt = jcls({"w": jnp.asarray(P0)}, lr=1e-3, **kwargs)
+    assert opt.engine_info()[0].engine == "kernel"
+    for i, g in enumerate(GRADS[:30]):
+        if i == 10:  # a float lr for 10 steps, then torch's tensor lr: a rebuild, state kept
+            opt.param_groups[0]["lr"] = jnp.float32(1e-3)
+        opt.step({"w": jnp.asarray(g)})
+    info = opt.engine_info()[0]
+    assert info.engine == "xla" and "float32 array" in info.reason
+    mixed = torch_run(cls, 1e-3, kwargs, GRADS[:10])[1]
+    mixed.param_groups[0]["lr"] = torch.tensor(1e-3)
+    t = mixed.param_groups[0]["params"][0]
+    for g in GRADS[10:30]:
+        t.grad = torch.tensor(g)
+        mixed.step()
+    assert (
+        relative_difference({"w": np.asarray(opt.params["w"])}, {"w": t.detach().numpy()}) <= 1e-13
+    )
+
+    # torch's state dict with a tensor lr continues here with float32 arithmetic
+    resumed = jcls({"w": jnp.asarray(theirs["w"])}, lr=0.5, **kwargs)
+    resumed.load_state_dict(topt.state_dict())
+    lr = resumed.param_groups[0]["lr"]
+    assert np.asarray(lr).dtype == np.float32 and float(lr) == float(np.float32(1e-3))
+    w = topt.param_groups[0]["params"][0]
+    for g in GRADS[30:]:
+        w.grad = torch.tensor(g)
+        topt.step()
+        resumed.step({"w": jnp.asarray(g)})
+    assert (
+        relative_difference({"w": np.asarray(resumed.params["w"])}, {"w": w.detach().numpy()})
+        <= 1e-13
+    )
