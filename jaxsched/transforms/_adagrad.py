@@ -14,6 +14,8 @@ from ._common import (
     cast,
     compute_dtype,
     is_zero,
+    like_lr,
+    lr_value,
     map_leaves,
     need_params,
     signed_grad,
@@ -68,10 +70,11 @@ def adagrad(
 
     def update_fn(grads, state, params=None):
         count = state.count
-        lr_t, lrd_t, wd_t, eps_t = (value_at(h, count) for h in (lr, lr_decay, weight_decay, eps))
+        lrd_t, wd_t, eps_t = (value_at(h, count) for h in (lr_decay, weight_decay, eps))
+        lr_t = lr_value(lr, count)
         if decay:
             need_params("adagrad", params)
-        clr = lr_t / (1 + count * lrd_t)  # torch: (step - 1) * lr_decay with step = count + 1
+        clr = lr_t / like_lr(1 + count * lrd_t, lr_t)  # torch: 1 + (step - 1) * lr_decay
 
         def leaf(g, p, s):
             dtype = compute_dtype(g)

@@ -24,8 +24,9 @@ from ._common import (
     cast,
     complement,
     compute_dtype,
-    float32_array,
     is_zero,
+    like_lr,
+    lr_value,
     map_leaves,
     need_params,
     one_minus_exp,
@@ -132,17 +133,12 @@ def _adam(name, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled, flag
     def update_fn(grads, state, params=None):
         count = state.count
         t = count + 1
-        lr_t, b2, eps_t, wd_t = (value_at(h, count) for h in (lr, beta2, eps, weight_decay))
+        b2, eps_t, wd_t = (value_at(h, count) for h in (beta2, eps, weight_decay))
+        lr_t = lr_value(lr, count)
         b1c, b2c = complement(beta1, count), complement(beta2, count)
         if decay:
             need_params(name, params)
-        step_size = lr_t / one_minus_pow(beta1, t)
-        if float32_array(lr):
-            # torch with a float32 tensor lr: lr * wd, 1 - lr * wd and lr / (1 - beta1^t) are
-            # float32 tensors (the Python operands rounded to float32), also for float64 params
-            lr_t = jnp.asarray(lr, jnp.float32)
-            wd_t = cast(wd_t, jnp.float32)
-            step_size = lr_t / one_minus_pow(beta1, t).astype(jnp.float32)
+        step_size = lr_t / like_lr(one_minus_pow(beta1, t), lr_t)
         bc2_sqrt = jnp.sqrt(one_minus_pow(beta2, t))
 
         def leaf(g, p, m, v, vmax):

@@ -15,6 +15,8 @@ from ._common import (
     complement,
     compute_dtype,
     is_zero,
+    like_lr,
+    lr_value,
     map_leaves,
     need_params,
     one_minus_pow,
@@ -66,11 +68,12 @@ def adamax(
 
     def update_fn(grads, state, params=None):
         count = state.count
-        lr_t, b2, eps_t, wd_t = (value_at(h, count) for h in (lr, beta2, eps, weight_decay))
+        b2, eps_t, wd_t = (value_at(h, count) for h in (beta2, eps, weight_decay))
+        lr_t = lr_value(lr, count)
         b1c = complement(beta1, count)
         if decay:
             need_params("adamax", params)
-        clr = lr_t / one_minus_pow(beta1, count + 1)
+        clr = lr_t / like_lr(one_minus_pow(beta1, count + 1), lr_t)
 
         def leaf(g, p, m, u):
             dtype = compute_dtype(g)

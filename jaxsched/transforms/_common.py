@@ -70,6 +70,20 @@ def float32_array(value: Any) -> bool:
     )
 
 
+def lr_value(lr: Hyperparam, count: jax.Array) -> float | jax.Array:
+    """:func:`value_at` for a learning rate, except that a float32 array lr stays a float32
+    array (torch's float32 tensor lr, see :func:`float32_array`)."""
+    if float32_array(lr):
+        return jnp.asarray(lr, jnp.float32)
+    return value_at(lr, count)
+
+
+def like_lr(value: Any, lr: Any) -> Any:
+    """``value`` as torch meets it in arithmetic with ``lr``: rounded to float32 when ``lr`` is
+    a float32 tensor (a Python operand of a float32 tensor is rounded first), else unchanged."""
+    return jnp.asarray(value, jnp.float32) if float32_array(lr) else value
+
+
 def value_at(value: Hyperparam, count: jax.Array) -> float | jax.Array:
     """A hyperparameter's value for the update that ``count`` updates have preceded.
 
@@ -233,7 +247,7 @@ def adam_moments(g, p, m, v, dtype, *, maximize, decay, decoupled, lr, wd, b2, b
         # torch: p *= (1 - lr * wd), the factor rounded once to the parameter dtype.
         g = signed_grad(g, p, wd, False, maximize, dtype)
         p = c(p)
-        shrink = p * c(1 - lr * wd) - p
+        shrink = p * c(1 - lr * like_lr(wd, lr)) - p
     else:
         g = signed_grad(g, p, wd, decay, maximize, dtype)
     m_new = c(m) + (g - c(m)) * c(b1c)

@@ -16,6 +16,8 @@ from ._common import (
     complement,
     compute_dtype,
     lerp,
+    like_lr,
+    lr_value,
     map_leaves,
     step_to,
     tree_zeros_like,
@@ -154,7 +156,8 @@ def muon(
         if params is None:
             raise ValueError("muon needs params: its decay and update replace them")
         count = state.count
-        lr_t, wd_t, mom_t = (value_at(h, count) for h in (lr, weight_decay, momentum))
+        wd_t, mom_t = (value_at(h, count) for h in (weight_decay, momentum))
+        lr_t = lr_value(lr, count)
         one_minus_mom = complement(momentum, count)
 
         def leaf(g, p, buf):
@@ -167,8 +170,8 @@ def muon(
             ortho = newton_schulz(weight, coefficients, ns_steps, eps)
             ortho = ortho.T if flax else ortho
             ratio = adjusted_ratio(weight.shape, adjust_lr_fn)
-            new_p = c(p) * c(1 - lr_t * wd_t)
-            new_p = new_p + c(-(lr_t * ratio)) * ortho.astype(dtype)
+            new_p = c(p) * c(1 - lr_t * like_lr(wd_t, lr_t))
+            new_p = new_p + c(-(lr_t * like_lr(ratio, lr_t))) * ortho.astype(dtype)
             return step_to(new_p, c(p)).astype(p.dtype), buf_new.astype(buf.dtype)
 
         updates, buf = map_leaves(leaf, grads, params, state.momentum_buffer)

@@ -16,6 +16,8 @@ from ._common import (
     complement,
     compute_dtype,
     is_zero,
+    like_lr,
+    lr_value,
     map_leaves,
     need_params,
     one_minus_pow,
@@ -84,9 +86,10 @@ def nadam(
 
     def update_fn(grads, state, params=None):
         count = state.count
-        lr_t, b1, b2, eps_t, wd_t, psi = (
-            value_at(h, count) for h in (lr, beta1, beta2, eps, weight_decay, momentum_decay)
+        b1, b2, eps_t, wd_t, psi = (
+            value_at(h, count) for h in (beta1, beta2, eps, weight_decay, momentum_decay)
         )
+        lr_t = lr_value(lr, count)
         b1c, b2c = complement(beta1, count), complement(beta2, count)
         if decay:
             need_params("nadam", params)
@@ -96,8 +99,8 @@ def nadam(
         mu_next = b1 * (1.0 - 0.5 * pow_t(0.96, (t + 1) * jnp.ones((), sd) * psi))
         mu_product = state.mu_product * mu.astype(jnp.float32)  # torch's float32 state
         prod = mu_product.astype(sd)
-        coef_g = -lr_t * (1.0 - mu) / (1.0 - prod)
-        coef_m = (-lr_t * mu_next) / (1.0 - prod * mu_next)
+        coef_g = -lr_t * like_lr(1.0 - mu, lr_t) / like_lr(1.0 - prod, lr_t)
+        coef_m = (-lr_t * like_lr(mu_next, lr_t)) / like_lr(1.0 - prod * mu_next, lr_t)
         bc2 = one_minus_pow(beta2, t)
 
         def leaf(g, p, m, v):

@@ -24,6 +24,7 @@ from ._common import (
     complement,
     compute_dtype,
     is_zero,
+    lr_value,
     map_leaves,
     need_params,
     one_minus_pow,
@@ -94,7 +95,8 @@ def radam(
 
     def update_fn(grads, state, params=None):
         count = state.count
-        lr_t, b2, eps_t, wd_t = (value_at(h, count) for h in (lr, beta2, eps, weight_decay))
+        b2, eps_t, wd_t = (value_at(h, count) for h in (beta2, eps, weight_decay))
+        lr_t = lr_value(lr, count)
         b1c, b2c = complement(beta1, count), complement(beta2, count)
         if decay:
             need_params("radam", params)
