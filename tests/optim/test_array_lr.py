@@ -117,3 +117,25 @@ def test_stateful_float32_lr_written_and_loaded(case, x64):
         relative_difference({"w": np.asarray(resumed.params["w"])}, {"w": w.detach().numpy()})
         <= 1e-13
     )
+
+
+def test_schedulers_keep_an_array_lr_an_array_as_torch_keeps_a_tensor(x64):
+    from jaxsched.optim import lr_scheduler
+
+    t = torch.tensor(P0, requires_grad=True)
+    topt = torch.optim.AdamW([t], lr=torch.tensor(1e-3), weight_decay=0.1)
+    tsched = torch.optim.lr_scheduler.StepLR(topt, 2, 0.5)
+    opt = optim.AdamW({"w": jnp.asarray(P0)}, lr=jnp.float32(1e-3), weight_decay=0.1)
+    sched = lr_scheduler.StepLR(opt, 2, 0.5)
+    assert isinstance(tsched.base_lrs[0], torch.Tensor)
+    assert np.asarray(sched.base_lrs[0]).dtype == np.float32  # an array, as torch's tensor
+    for g in GRADS[:7]:
+        t.grad = torch.tensor(g)
+        topt.step()
+        tsched.step()
+        opt.step({"w": jnp.asarray(g)})
+        sched.step()
+        assert [float(x) for x in sched.get_last_lr()] == [float(x) for x in tsched.get_last_lr()]
+    assert (
+        relative_difference({"w": np.asarray(opt.params["w"])}, {"w": t.detach().numpy()}) <= 1e-13
+    )
