@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from .._validation import as_real, check_base_lr, check_scalar_fn, check_steps_per_epoch
-from ._numerics import epoch_of, float_dtype, int_pow, scale
+from ._numerics import as_epoch, epoch_of, float_dtype, int_pow, scale
 
 _MODES = ("triangular", "triangular2", "exp_range")
 
@@ -47,7 +47,7 @@ def _cycle_weight(
     def policy(cycle, e):
         if scale_fn is not None:
             arg = cycle if scale_mode == "cycle" else e
-            return jnp.asarray(scale_fn(arg), float_dtype())
+            return jnp.asarray(scale_fn(as_epoch(arg)), float_dtype())
         if mode == "triangular":
             return jnp.ones((), float_dtype())
         if mode == "triangular2":

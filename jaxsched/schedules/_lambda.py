@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from .._validation import check_base_lr, check_scalar_fn, check_steps_per_epoch
-from ._numerics import epoch_of, float_dtype, int_pow, scale
+from ._numerics import as_epoch, epoch_of, float_dtype, int_pow, scale
 
 LrLambda = Callable[[jax.Array], jax.Array | float]
 
@@ -32,7 +32,9 @@ def lambda_lr(base_lr: float, lr_lambda: LrLambda, *, steps_per_epoch: int = 1) 
 
     .. math:: \eta_e = \eta_0 \, \lambda(e)
 
-    ``lr_lambda`` receives the epoch as an integer ``jax.Array`` and must be written with ``jnp``
+    ``lr_lambda`` receives the epoch as an integer ``jax.Array`` of the run's default width
+    (int64 under x64, so ``e / 3`` is computed in float64 as torch's Python int epoch is, even
+    though an optax transform counts in int32) and must be written with ``jnp``
     operations (it runs under ``jit``); this is checked once, at construction, with
     ``jax.eval_shape``.  In float32 the factor is evaluated in float32: ``0.95 ** e`` rounds 0.95
     first, so prefer ``jnp.exp(e * math.log(0.95))`` for long exponential tails.
@@ -43,7 +45,7 @@ def lambda_lr(base_lr: float, lr_lambda: LrLambda, *, steps_per_epoch: int = 1) 
 
     def schedule(count):
         e = epoch_of(count, n)
-        return scale(b, jnp.asarray(fn(e), float_dtype()))
+        return scale(b, jnp.asarray(fn(as_epoch(e)), float_dtype()))
 
     return schedule
 
@@ -79,7 +81,7 @@ def multiplicative_lr(
 
         def multiply(carry):
             i, acc = carry
-            return i + 1, acc * jnp.asarray(fn(i + 1), dtype)
+            return i + 1, acc * jnp.asarray(fn(as_epoch(i + 1)), dtype)
 
         start = (jnp.zeros_like(e), jnp.ones((), dtype))
         _, product = jax.lax.while_loop(keep_going, multiply, start)

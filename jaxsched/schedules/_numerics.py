@@ -41,6 +41,14 @@ def as_count(count) -> jax.Array:
     return count
 
 
+def as_epoch(value: jax.Array) -> jax.Array:
+    """An epoch or cycle number handed to a user's function, in the run's default width: an
+    optax transform counts in int32, and ``e / 3`` on an int32 array is float32 arithmetic even
+    under x64, where torch's Python int epoch gives float64."""
+    dtype = int_dtype() if jnp.issubdtype(value.dtype, jnp.integer) else float_dtype()
+    return value.astype(dtype)
+
+
 def epoch_of(count, steps_per_epoch: int) -> jax.Array:
     """The epoch index (torch's ``last_epoch``) reached after ``count`` optimizer steps.
 
