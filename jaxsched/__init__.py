@@ -3,6 +3,12 @@
 from . import optim as optim
 from . import schedules as schedules
 from . import transforms as transforms
+from ._clip import clip_grad_norm as clip_grad_norm
+from ._clip import clip_grad_norm_ as clip_grad_norm_
+from ._clip import clip_grad_value as clip_grad_value
+from ._clip import clip_grad_value_ as clip_grad_value_
+from ._clip import clip_grads_with_norm_ as clip_grads_with_norm_
+from ._clip import get_total_norm as get_total_norm
 from ._grouped import GroupedState as GroupedState
 from ._grouped import get_hyperparams as get_hyperparams
 from ._grouped import grouped as grouped
@@ -34,7 +40,13 @@ __all__ = [
     "adamax",
     "adamw",
     "asgd",
+    "clip_grad_norm",
+    "clip_grad_norm_",
+    "clip_grad_value",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
     "get_hyperparams",
+    "get_total_norm",
     "grouped",
     "lbfgs",
     "muon",
