@@ -345,3 +345,52 @@ def test_one_cycle_arguments_are_checked_once_for_both_apis(kwargs):
     with pytest.raises(ValueError) as theirs:
         T.OneCycleLR(torch.optim.SGD([param], lr=0.1, momentum=0.9), max_lr=0.1, **kwargs)
     assert str(theirs.value) == str(stateful.value)
+
+
+class _Scale:
+    """A callable object with state (torch saves its ``__dict__``)."""
+
+    def __init__(self, k: float = 3.0) -> None:
+        self.k = k
+
+    def __call__(self, x):
+        return 1 / (x / self.k + 1)
+
+
+def _plain_scale(x):
+    return 0.9**x
+
+
+@pytest.mark.parametrize(
+    "fn", [_plain_scale, lambda x: 0.5, _Scale()], ids=["def", "lambda", "object"]
+)
+def test_callables_in_state_dicts_follow_torch(fn):
+    """None for a function or lambda, the object's __dict__ for a callable object (LambdaLR,
+    MultiplicativeLR, CyclicLR); the state dict pickles; a torch CyclicLR state dict with an
+    object's __dict__ updates our scale_fn and the next step works."""
+    import pickle
+
+    t = torch.zeros(2, requires_grad=True)
+    topt = torch.optim.SGD([t], lr=0.1, momentum=0.9)
+    opt = optim.SGD({"w": jnp.zeros(2)}, lr=0.1, momentum=0.9)
+    pairs = [
+        (T.CyclicLR(topt, 0.01, 0.1, step_size_up=3, scale_fn=fn),
+         J.CyclicLR(opt, 0.01, 0.1, step_size_up=3, scale_fn=fn), "_scale_fn_custom"),
+        (T.LambdaLR(topt, fn), J.LambdaLR(opt, fn), "lr_lambdas"),
+        (T.MultiplicativeLR(topt, fn),
+         J.MultiplicativeLR(opt, fn), "lr_lambdas"),
+    ]  # fmt: skip
+    for theirs, ours, key in pairs:
+        assert ours.state_dict()[key] == theirs.state_dict()[key]
+        pickle.dumps(ours.state_dict())
+    if isinstance(fn, _Scale):
+        t2 = torch.zeros(2, requires_grad=True)
+        topt2 = torch.optim.SGD([t2], lr=0.1, momentum=0.9)
+        saved = T.CyclicLR(topt2, 0.01, 0.1, step_size_up=3, scale_fn=_Scale(7.0)).state_dict()
+        mine = _Scale()
+        opt2 = optim.SGD({"w": jnp.zeros(2)}, lr=0.1, momentum=0.9)
+        sched = J.CyclicLR(opt2, 0.01, 0.1, step_size_up=3, scale_fn=mine)
+        sched.load_state_dict(saved)
+        assert sched._scale_fn_custom is mine and mine.k == 7.0
+        opt2.step({"w": jnp.zeros(2)})
+        sched.step()  # the dict was not stored in the function's place

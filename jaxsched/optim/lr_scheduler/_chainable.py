@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import types
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -45,10 +46,10 @@ class LambdaLR(LRScheduler):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
+        # torch's: None for a function or lambda, a copy of a callable object's __dict__
         state["lr_lambdas"] = [
-            None if not hasattr(f, "__dict__") or callable(getattr(f, "__code__", None))
-            else dict(f.__dict__) for f in self.lr_lambdas
-        ]  # fmt: skip
+            None if isinstance(f, types.FunctionType) else dict(f.__dict__) for f in self.lr_lambdas
+        ]
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

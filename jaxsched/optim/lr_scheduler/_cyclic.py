@@ -4,6 +4,7 @@ also write the momentum, or Adam's ``beta1``)."""
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -136,6 +137,26 @@ class CyclicLR(LRScheduler):
                     group["base_momentum"] = m_base
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's: a custom ``scale_fn`` is saved as ``None`` when it is a plain function or
+        lambda, as a copy of its ``__dict__`` when it is a callable object (so the state dict
+        pickles without the function)."""
+        state = super().state_dict()
+        fn = self._scale_fn_custom
+        state["_scale_fn_custom"] = (
+            None if fn is None or isinstance(fn, types.FunctionType) else dict(fn.__dict__)
+        )
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's: a saved callable object's ``__dict__`` updates this scheduler's own
+        ``scale_fn`` (the function itself is never replaced by what was saved)."""
+        state = dict(state_dict)
+        saved = state.pop("_scale_fn_custom", None)
+        super().load_state_dict(state)
+        if isinstance(saved, dict) and self._scale_fn_custom is not None:
+            self._scale_fn_custom.__dict__.update(saved)
 
     def scale_fn(self, x: float) -> float:
         if self._scale_fn_custom is not None:
