@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -230,7 +231,15 @@ class Optimizer:
     def _step_program(self) -> _programs.Programs:
         """``step``'s program: in place over donated parameters, unless a parameter array is
         held outside the optimizer (then new buffers, and the held arrays keep their values)."""
-        signature, mismatch = self._signature, self._mismatch
+        signature, owner = self._signature, weakref.ref(self)
+
+        def mismatch(grads: Any) -> ValueError:
+            # through a weak reference: the programs are cached on the optimizer, and a
+            # strong one would keep it alive past `del opt` until the next cycle collection
+            optimizer = owner()
+            if optimizer is None:
+                return ValueError("grads do not match the parameters")
+            return optimizer._mismatch(grads)
 
         def entry(update: Callable) -> Callable:
             return _programs.checked_step(update, signature, mismatch)

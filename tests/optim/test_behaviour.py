@@ -400,6 +400,33 @@ def test_param_groups_hold_their_optimizer_weakly():
         group["params"]
 
 
+@pytest.mark.parametrize("fused", [None, False])
+def test_del_frees_the_optimizer_at_once_as_torch(fused):
+    """No reference cycle through the compiled programs, the scheduler or a train step: after
+    `del`, the optimizer is gone without a cycle collection (torch's scheduler tests check it)."""
+    import gc
+    import weakref
+
+    from jaxsched.optim import lr_scheduler
+
+    gc.disable()
+    try:
+        opt = optim.AdamW({"w": jnp.ones(3)}, lr=0.1, fused=fused)
+        alive = weakref.ref(opt)
+        opt.step({"w": jnp.ones(3)})
+        with pytest.raises(ValueError):
+            opt.step({"w": jnp.ones(4)})  # traces the mismatch path too
+        sched = lr_scheduler.StepLR(opt, 2)
+        sched.step()
+        train_step = opt.make_train_step(lambda p, x: jnp.sum(p["w"] * x))
+        train_step(jnp.ones(3))
+        opt.state_dict()
+        del opt, sched, train_step
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
 def test_two_optimizers_on_one_model_match_torchs_two_optimizers(x64):
     """torch's pattern for GANs or Muon + AdamW: each optimizer owns a part of one tree; one
     gradient tree feeds both; stepping one leaves the other part alone (the same arrays)."""
