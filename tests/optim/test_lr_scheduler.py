@@ -394,3 +394,22 @@ def test_callables_in_state_dicts_follow_torch(fn):
         assert sched._scale_fn_custom is mine and mine.k == 7.0
         opt2.step({"w": jnp.zeros(2)})
         sched.step()  # the dict was not stored in the function's place
+
+
+def test_step_replaced_after_the_scheduler_warns_as_torch():
+    opt = optim.SGD({"w": jnp.ones(2)}, lr=0.1)
+    sched = J.StepLR(opt, 2)
+    original = opt.step
+    opt.step = lambda grads: original(grads)  # e.g. a user's wrapper, put on afterwards
+    opt.step({"w": jnp.ones(2)})
+    with pytest.warns(UserWarning, match=r"Seems like `optimizer\.step\(\)` has been overridden"):
+        sched.step()
+    # replaced before the scheduler was built: no warning, as torch
+    opt2 = optim.SGD({"w": jnp.ones(2)}, lr=0.1)
+    original2 = opt2.step
+    opt2.step = lambda grads: original2(grads)
+    sched2 = J.StepLR(opt2, 2)
+    opt2.step({"w": jnp.ones(2)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sched2.step()

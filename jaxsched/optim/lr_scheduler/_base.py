@@ -25,6 +25,11 @@ CALL_ORDER_WARNING = (
     "of the learning rate schedule. See more details at "
     "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
 )
+OVERRIDDEN_STEP_WARNING = (
+    "Seems like `optimizer.step()` has been overridden after learning rate scheduler "
+    "initialization. Please, make sure to call `optimizer.step()` before `lr_scheduler.step()`. "
+    "See more details at https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
+)
 GET_LR_WARNING = (
     "To get the last learning rate computed by the scheduler, please use `get_last_lr()`."
 )
@@ -41,6 +46,13 @@ _COMMON_STATE = (
 def check_optimizer(optimizer: Any) -> None:
     if not hasattr(optimizer, "param_groups"):
         raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+
+
+def step_function(optimizer: Any) -> Any:
+    """What ``optimizer.step`` is (the class's function for the usual bound method): a
+    scheduler compares it with what it was at construction, as torch's wrapper does."""
+    step = getattr(optimizer, "step", None)
+    return getattr(step, "__func__", step)
 
 
 def optimizer_has_stepped(optimizer: Any) -> bool:
@@ -76,6 +88,7 @@ class LRScheduler:
     def __init__(self, optimizer: Any, last_epoch: int = -1) -> None:
         check_optimizer(optimizer)
         self.optimizer = optimizer
+        self._step_at_construction = step_function(optimizer)
         if last_epoch == -1:
             for group in optimizer.param_groups:
                 group.setdefault("initial_lr", group["lr"])
@@ -114,8 +127,14 @@ class LRScheduler:
 
     def step(self, epoch: int | None = None) -> None:
         """Advance one epoch (or, deprecated, jump to ``epoch`` with the closed form)."""
-        if self._step_count == 1 and not optimizer_has_stepped(self.optimizer):
-            warnings.warn(CALL_ORDER_WARNING, UserWarning, stacklevel=2)
+        if self._step_count == 1:
+            replaced = step_function(self.optimizer) is not getattr(
+                self, "_step_at_construction", step_function(self.optimizer)
+            )
+            if replaced:
+                warnings.warn(OVERRIDDEN_STEP_WARNING, UserWarning, stacklevel=2)
+            elif not optimizer_has_stepped(self.optimizer):
+                warnings.warn(CALL_ORDER_WARNING, UserWarning, stacklevel=2)
         self._step_count += 1
         if epoch is not None:
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
