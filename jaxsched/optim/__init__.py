@@ -1,6 +1,7 @@
 """Torch-like stateful optimizers: ``param_groups``, ``step()``, ``state_dict()``."""
 
 from . import lr_scheduler as lr_scheduler
+from . import swa_utils as swa_utils
 from ._classes import ASGD as ASGD
 from ._classes import SGD as SGD
 from ._classes import Adadelta as Adadelta
@@ -40,4 +41,5 @@ __all__ = [
     "Rprop",
     "SparseAdam",
     "lr_scheduler",
+    "swa_utils",
 ]
