@@ -192,11 +192,13 @@ def _within_torchs_sensitivity(problem, kwargs, precision, factor, what):
         assert err <= bound, f"{what} step {step}: {err:.3g} > {bound:.3g}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", list(CHAOTIC), ids=_ids(CHAOTIC))
 def test_stateful_lbfgs_follows_torch_on_chaotic_runs_float64(key, x64):
     _within_torchs_sensitivity(BY_ID[key[0]], CHAOTIC[key], "float64", 10, key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", FLOAT32, ids=_ids(FLOAT32))
 def test_stateful_lbfgs_matches_torch_float32(key):
     """float32: inner iterations amplify rounding, so torch's own float32 result moves by more
