@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import jaxsched
+from tests.transforms.harness import jax_trajectory
 
 SHAPES = {"a": (4, 3), "b": (5,), "c": ()}
 TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
@@ -104,13 +105,7 @@ def test_chained_with_adamw_matches_torch_clip_then_step(x64):
         torch.nn.utils.clip_grad_norm_(list(tensors.values()), 1.0)
         opt.step()
     tx = optax.chain(jaxsched.clip_grad_norm(1.0), jaxsched.adamw(lr=1e-2))
-    p = jax.tree.map(jnp.asarray, p0)
-    state = tx.init(p)
-    step = jax.jit(
-        lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p))
-    )
-    for g in steps:
-        p, state = step(p, state, jax.tree.map(jnp.asarray, g))
+    p, state = jax_trajectory(tx, p0, steps, "float64")
     for k, t in tensors.items():
         np.testing.assert_allclose(np.asarray(p[k]), t.detach().numpy(), rtol=1e-12, atol=1e-14)
     assert float(state[0].total_norm) == pytest.approx(

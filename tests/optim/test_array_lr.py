@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import functools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import torch
 
 import jaxsched
 from jaxsched import optim
 from tests.torch_reference import relative_difference
+from tests.transforms.harness import jax_trajectory
 
 P0 = np.random.default_rng(0).normal(size=(4, 3))
 GRADS = [np.random.default_rng(i + 1).normal(size=(4, 3)) for i in range(60)]
@@ -67,14 +66,7 @@ def test_functional_float32_lr_is_torchs_tensor_lr(case, x64):
 
     def ours(lr):
         tx = factory(lr=lr, **kwargs)
-        p = {"w": jnp.asarray(P0)}
-        state = tx.init(p)
-        step = jax.jit(
-            lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p))
-        )
-        for g in GRADS:
-            p, state = step(p, state, {"w": jnp.asarray(g)})
-        return p
+        return jax_trajectory(tx, {"w": P0}, [{"w": g} for g in GRADS], "float64")[0]
 
     assert relative_difference(ours(jnp.float32(1e-3)), tensor_lr) <= 1e-13
     assert relative_difference(ours(np.float32(1e-3)), tensor_lr) <= 1e-13

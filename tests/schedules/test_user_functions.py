@@ -9,13 +9,13 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import torch
 
 import jaxsched
 import jaxsched.schedules as S
 from tests.torch_reference import torch_lrs
+from tests.transforms.harness import jax_trajectory
 
 STEPS = 40
 
@@ -70,13 +70,7 @@ def test_a_transform_running_the_schedule_matches_torch(x64):
     """The whole path: jaxsched.sgd with the Hugging Face lambda, float64, 40 steps."""
     ours, theirs = CASES["lambda-hf-cosine"]
     reference, _ = torch_lrs(theirs, STEPS, base_lr=5e-3)
-    tx = jaxsched.sgd(lr=ours())
-    p = jnp.ones(1)
-    state = tx.init(p)
-    step = jax.jit(
-        lambda p, s: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(-jnp.ones(1), s, p))
-    )
-    for _ in range(STEPS):
-        p, state = step(p, state)
+    grads = [{"p": -np.ones(1)}] * STEPS
+    p = jax_trajectory(jaxsched.sgd(lr=ours()), {"p": np.ones(1)}, grads, "float64")[0]
     # each step adds its lr (the gradient is -1): the parameter is 1 + the sum of torch's lrs
-    np.testing.assert_allclose(float(p[0]), 1 + math.fsum(reference[:STEPS]), rtol=1e-15)
+    np.testing.assert_allclose(float(p["p"][0]), 1 + math.fsum(reference[:STEPS]), rtol=1e-15)
