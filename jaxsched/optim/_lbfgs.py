@@ -21,7 +21,8 @@ from . import _programs, _state_dict
 from ._optimizer import Optimizer
 
 _SINGLE_GROUP = "LBFGS doesn't support per-parameter options (parameter groups)"
-_STATIC = ("max_iter", "max_eval", "history_size", "line_search_fn")
+# what shapes the compiled step: the spec's structural numbers and the line search
+_STATIC = (*sorted(SPECS["LBFGS"].static_args), "line_search_fn")
 # Compiled steps, shared by every LBFGS whose configuration (tree, shapes, shardings, vector
 # layout, static values) and loss function are the same: a new optimizer for the same model
 # and loss compiles nothing.  Bounded: it keeps the loss functions alive.

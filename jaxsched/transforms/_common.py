@@ -182,6 +182,12 @@ def python_max(a: Any, b: Any) -> jax.Array:
     return jnp.where(b > a, b, a)
 
 
+def python_min(a: Any, b: Any) -> jax.Array:
+    """Python's ``min(a, b)`` on scalars (torch's LBFGS line search): ``b`` only when
+    ``b < a``."""
+    return jnp.where(b < a, b, a)
+
+
 def need_params(name: str, params: Any) -> Any:
     if params is None:
         raise ValueError(

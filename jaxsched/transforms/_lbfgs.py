@@ -166,8 +166,12 @@ def run_step(
             s,
         )  # fmt: skip
         s = s._replace(prev_flat_grad=g, prev_loss=c["loss"])
-        shrink = 1.0 / tv.abs_sum(g)
-        t = jnp.where(first, jnp.where(shrink < 1.0, shrink, 1.0) * lr, lr)
+
+        def first_step(_):  # torch: min(1, 1 / |g|_1) * lr, only on the very first iteration
+            shrink = 1.0 / tv.abs_sum(g)
+            return jnp.where(shrink < 1.0, shrink, 1.0) * lr
+
+        t = jax.lax.cond(first, first_step, lambda _: lr, None)  # no |g|_1 pass otherwise
         s = s._replace(t=t)
         gtd = tv.dot(g, s.d)
         descends = ~(gtd > -tol_change)

@@ -24,12 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _tree_vectors as tv
-from ._common import python_max
-
-
-def python_min(a: Any, b: Any) -> jax.Array:
-    """Python's ``min(a, b)``: ``b`` only when ``b < a``."""
-    return jnp.where(b < a, b, a)
+from ._common import python_max, python_min
 
 
 def cubic_minimum(x1, f1, g1, x2, f2, g2, bounds=None) -> jax.Array:
