@@ -23,6 +23,7 @@ from .transforms import asgd as asgd
 from .transforms import lbfgs as lbfgs
 from .transforms import muon as muon
 from .transforms import nadam as nadam
+from .transforms import per_parameter as per_parameter
 from .transforms import radam as radam
 from .transforms import rmsprop as rmsprop
 from .transforms import rprop as rprop
@@ -52,6 +53,7 @@ __all__ = [
     "muon",
     "nadam",
     "optim",
+    "per_parameter",
     "radam",
     "rmsprop",
     "rprop",

@@ -197,8 +197,8 @@ def grouped(
         return GroupedState(inner, hyper)
 
     def update_fn(updates, state, params=None, **extra_args):
-        treedef = jax.tree.structure(updates)
-        grads = treedef.flatten_up_to(updates)
+        # a None gradient stays a leaf here (a per_parameter transform skips that parameter)
+        grads, treedef = jax.tree_util.tree_flatten(updates, is_leaf=lambda x: x is None)
         values = None if params is None else treedef.flatten_up_to(params)
         index = members(_labels(param_labels, updates if params is None else params))
         out = list(grads)

@@ -129,3 +129,13 @@ def runs() -> list:
             seen.add((case.name, engine))
             params.append(pytest.param(case, engine, id=f"{case.id}-{engine}", marks=marks))
     return params
+
+
+def first_case_per_optimizer() -> list:
+    """Every case as a pytest param; beyond the first case of each optimizer ``slow``."""
+    seen, params = set(), []
+    for case in CASES:
+        marks = () if case.name not in seen else (pytest.mark.slow,)
+        seen.add(case.name)
+        params.append(pytest.param(case, id=case.id, marks=marks))
+    return params

@@ -91,14 +91,15 @@ def torch_trajectory(
     dtype: str,
     scheduler: Callable | None = None,
 ) -> dict:
-    """Run ``torch.optim.<cls>`` on the given gradients; return the final parameters."""
+    """Run ``torch.optim.<cls>`` on the given gradients (``None``: no gradient, torch skips the
+    parameter); return the final parameters."""
     tdtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[dtype]
     tensors = {k: torch.tensor(v, dtype=tdtype, requires_grad=True) for k, v in params.items()}
     opt = cls(list(tensors.values()), **kwargs)
     sched = scheduler(opt) if scheduler is not None else None
     for g in grads:
         for k, t in tensors.items():
-            t.grad = torch.tensor(g[k], dtype=tdtype)
+            t.grad = None if g[k] is None else torch.tensor(g[k], dtype=tdtype)
         opt.step()
         if sched is not None:
             sched.step()

@@ -72,10 +72,10 @@ class XlaEngine:
         def targets(field: Any) -> Any:
             if not _is_leaf_list(field):
                 return jax.tree.map(lambda x: like(x, None, anchor), field)
-            return [
+            return type(field)(  # a list, or the per-parameter mode's Spread
                 jax.tree.map(lambda x, p=p: like(x, p, anchor), x)
                 for x, p in zip(field, leaves, strict=True)
-            ]
+            )
 
         self._targets = type(template)(*(targets(v) for v in template))
         self._vector_dtype = np.dtype(jnp.result_type(float))
@@ -113,7 +113,7 @@ class XlaEngine:
         the engine's own."""
         return _copy(state)
 
-    def update(self, params, grads, state, hyper, derived, *, in_place, zero_decay):
+    def update(self, params, grads, state, hyper, derived, *, in_place, zero_decay, mask=None):
         del in_place  # XLA decides where the new parameters go
         statics = dict(self._statics)
         held = {}
@@ -132,8 +132,13 @@ class XlaEngine:
             del held["weight_decay"]
             statics["weight_decay"] = self._kwargs["weight_decay"]
         tx = self._factory(**join_hyperparams(held, statics))
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
+        if mask is None:
+            updates, state = tx.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+        # per-parameter mode: a leaf without gradient keeps its exact value (and state)
+        updates, state = tx.update(grads, state, params, mask=mask)
+        new = optax.apply_updates(params, updates)
+        return [jnp.where(m, n, p) for m, n, p in zip(mask, new, params, strict=True)], state
 
 
 # Leaves per kernel call: XLA's compile time grows with the square of a custom call's operand
@@ -214,8 +219,9 @@ class KernelEngine:
 
     # -- the step -------------------------------------------------------------------------------
 
-    def update(self, params, grads, state, hyper, derived, *, in_place, zero_decay):
+    def update(self, params, grads, state, hyper, derived, *, in_place, zero_decay, mask=None):
         del zero_decay  # the kernel skips a zero decay term at run time
+        assert mask is None, "the per-parameter mode runs under XLA"
         adapter, flags, layout = self._adapter, self._flags, self._layout
         scalars = _fused.pack(adapter, adapter.scalars(hyper, derived, state), self._dtype)
         new_params: list[jax.Array] = []
@@ -318,8 +324,18 @@ def choose(
     template: Any,
     slots: Mapping[str, Any],
     names: Sequence[str],
+    per_parameter: Callable[..., optax.GradientTransformation] | None = None,
 ) -> XlaEngine | KernelEngine:
-    """The engine for group ``g``: the kernels where they apply exactly, XLA otherwise."""
+    """The engine for group ``g``: the kernels where they apply exactly, XLA otherwise;
+    ``per_parameter``: the factory of the per-parameter mode (XLA: the kernels keep one step
+    count per group)."""
+    if per_parameter is not None:
+        shards = len({d for leaf in leaves for d in leaf.sharding.device_set})
+        info = EngineInfo(
+            g, "xla", "per-parameter step counts (a step had parameters without gradient; the "
+            "CPU kernels keep one count per group)", shards,
+        )  # fmt: skip
+        return XlaEngine(per_parameter, kwargs, spec.static_args, leaves, template, info)
     reason = _fused.why_not(spec.kernel, values, leaves, slots, names)
     layout: ShardLayout | str | None = None
     if reason is None:

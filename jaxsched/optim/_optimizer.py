@@ -24,6 +24,7 @@ import optax
 
 from .._grouped import GroupedState, _is_number, grouped, split_hyperparams
 from ..transforms._common import float32_array
+from ..transforms._per_parameter import per_parameter_factory, spread_state
 from ..transforms._spec import TorchSpec
 from . import _engines, _placement, _programs, _state_dict, _trees
 from ._hyper import HyperVector
@@ -76,6 +77,10 @@ class Optimizer:
         self._dirty: set[tuple[int, str]] = set()
         self._program_cache: dict[Any, dict[Any, _programs.Programs]] = {}
         self.steps_taken = 0  # lets schedulers warn when they are stepped first, as torch does
+        # torch's per-parameter step counts, entered at the first gradient that is None (or a
+        # load that needs them): each leaf keeps its own state (transforms.per_parameter)
+        self._per_parameter = False
+        self._skip_inputs: dict[Any, Any] = {}  # None pattern -> (mask, zero gradients), placed
         self._build(previous=None)
 
     # -- construction ---------------------------------------------------------------------------
@@ -100,10 +105,16 @@ class Optimizer:
             kwargs[key] = self.defaults[key]
         return kwargs
 
+    def _factory(self) -> Callable[..., optax.GradientTransformation]:
+        """The groups' transform factory: the spec's, per parameter in that mode."""
+        if not self._per_parameter:
+            return self.spec.factory
+        return per_parameter_factory(self.spec.factory)
+
     def _transform(self, values: Sequence[Mapping[str, Any]]) -> optax.GradientTransformation:
         labels = _trees.labels_for(self._params, self._group_indices)
         kwargs = {g: self._factory_kwargs(v) for g, v in enumerate(values)}
-        return grouped(self.spec.factory, labels, kwargs, static_args=self.spec.static_args)
+        return grouped(self._factory(), labels, kwargs, static_args=self.spec.static_args)
 
     def _zero_decay_groups(self) -> set[int]:
         """XLA-engine groups whose weight decay is exactly 0 now: the zero-decay rule skips the
@@ -151,6 +162,7 @@ class Optimizer:
             _engines.choose(
                 self.spec, g, self._factory_kwargs(values[g]), values[g],
                 [leaves[i] for i in idx], shapes.inner[g], slots[g], self._hyperparameter_names,
+                per_parameter=self._factory() if self._per_parameter else None,
             )
             for g, idx in enumerate(self._group_indices)
         ]  # fmt: skip
@@ -165,6 +177,7 @@ class Optimizer:
             for g, e in enumerate(self._engines)
         }
         self._references = _programs.References(self._treedef)
+        self._skip_inputs = {}
         self._callbacks: dict[Any, bool] = {}  # train-step key -> its loss calls back
         # Two update rules: the general one (every numeric value read at run time) and, when
         # some XLA group's weight decay is exactly 0, one that skips that term (a coupled decay
@@ -195,6 +208,7 @@ class Optimizer:
             tuple((g, tuple(names.items())) for g, names in self._vector.slots.items()),
             frozenset(self._zero_decay_pattern),
             frozenset(self._float32_keys),
+            self._per_parameter,
         )
         try:
             hash(key)
@@ -244,25 +258,74 @@ class Optimizer:
         def entry(update: Callable) -> Callable:
             return _programs.checked_step(update, signature, mismatch)
 
+        # in the per-parameter mode the program also takes the mask of the leaves with a
+        # gradient: every pattern of None gradients runs the same program
+        key = "masked step" if self._per_parameter else "step"
         if self._references.shared(self._leaves):
-            return self._programs_for("step", entry, False, (1,))
-        return self._programs_for("step", entry, True, (0, 1))
+            return self._programs_for(key, entry, False, (1,))
+        return self._programs_for(key, entry, True, (0, 1))
 
     def _grad_leaves(self, grads: Any) -> list[Any]:
-        """``grads``' leaves in the parameters' order (structure checked here, leaves when the
-        step is traced)."""
+        """``grads``' leaves in the parameters' order, ``None`` where a parameter has no
+        gradient (structure checked here, leaves when the step is traced)."""
         grad_leaves = None if self._dict_tree is None else self._dict_tree.leaves(grads)
         if grad_leaves is None:
             grad_leaves, treedef = jax.tree_util.tree_flatten(grads)
             if treedef != self._treedef:
-                raise self._mismatch(grads)
+                grad_leaves, treedef = jax.tree_util.tree_flatten(grads, is_leaf=_is_none)
+                if treedef != self._treedef:
+                    raise self._mismatch(grads)
         return grad_leaves
+
+    def _step_arguments(self, grad_leaves: list[Any]) -> tuple:
+        """``step``'s program arguments; gradients that are ``None`` switch the optimizer to
+        per-parameter step counts (once) and become a mask plus zeros placed like their
+        parameters (kept per pattern: a pattern seen before transfers nothing)."""
+        pattern = tuple(i for i, g in enumerate(grad_leaves) if g is None)
+        if pattern and not self._per_parameter:
+            if not self.spec.skips_missing:
+                raise ValueError(
+                    f"{type(self).__name__}.step: gradients that are None (parameters "
+                    f"{list(pattern)} in flatten order) are not supported by this optimizer"
+                )
+            self._enter_per_parameter()
+        args = (self._leaves, self._inner, grad_leaves, self._vector.current())
+        if not self._per_parameter:
+            return args
+        inputs = self._skip_inputs.get(pattern)
+        if inputs is None:
+            anchor = self._leaves[0]
+            mask = _placement.put(
+                np.array([g is not None for g in grad_leaves]), _placement.replicated(anchor)
+            )
+            zeros = {
+                i: jnp.zeros(p.shape, p.dtype, device=p.sharding if p.committed else None)
+                for i in pattern
+                for p in (self._leaves[i],)
+            }
+            inputs = self._skip_inputs[pattern] = (mask, zeros)
+        mask, zeros = inputs
+        filled = [zeros[i] if g is None else g for i, g in enumerate(grad_leaves)]
+        return (self._leaves, self._inner, filled, self._vector.current(), mask)
+
+    def _enter_per_parameter(self) -> None:
+        """Switch every group to per-parameter state (each leaf its own step count), keeping
+        the state: torch's layout for a model where some parameters miss gradients."""
+        self._sync()
+        with self._all_or_nothing(keep_values=True):
+            previous = {
+                g: spread_state(state, len(self._group_indices[g]))
+                for g, state in self._tree_inner().items()
+            }
+            self._per_parameter = True
+            self._build(previous)
 
     def lower_step(self, grads: Any) -> Any:
         """The program ``step(grads)`` would run, lowered (``jax.stages.Lowered``): inspect its
-        HLO (``.as_text()``, ``.compile().as_text()``) or its cost.  Runs nothing."""
+        HLO (``.as_text()``, ``.compile().as_text()``) or its cost.  Runs nothing (gradients
+        that are ``None`` switch to per-parameter state first, as ``step`` would)."""
         self._sync()
-        args = (self._leaves, self._inner, self._grad_leaves(grads), self._vector.current())
+        args = self._step_arguments(self._grad_leaves(grads))
         return self._step_program().lower(args, self._zero_decay_applies)
 
     def engine_info(self) -> list[_engines.EngineInfo]:
@@ -355,7 +418,7 @@ class Optimizer:
         grad_leaves = self._grad_leaves(grads)
         _programs.check_not_traced(grad_leaves, "optimizer.step")
         self._sync()
-        args = (self._leaves, self._inner, grad_leaves, self._vector.current())
+        args = self._step_arguments(grad_leaves)
         self._adopt("optimizer.step", *self._step_program().run(args, self._zero_decay_applies))
         return self._params
 
@@ -412,7 +475,30 @@ class Optimizer:
         """Load a state dict from :meth:`state_dict` or from torch itself (tensors).  Everything
         is validated first; on error the optimizer is unchanged.  The loaded arrays go from the
         host straight to the parameters' devices and shardings."""
-        values, loaded = _state_dict.read_torch_layout(
+        # parameters of a group at different steps (or some never stepped): per-parameter
+        # state, as the optimizer that saved it (ours, or torch after None gradients)
+        per_parameter = self._per_parameter or (
+            self.spec.skips_missing and _state_dict.needs_per_parameter(state_dict)
+        )
+        previous_mode = self._per_parameter
+        self._per_parameter = per_parameter
+        try:
+            values, loaded = self._read_state_dict(state_dict)
+        finally:
+            self._per_parameter = previous_mode
+        # A fresh build makes the state torch would create lazily for what the state dict does
+        # not hold; the loaded entries replace the rest.
+        with self._all_or_nothing():
+            for group, v in zip(self.param_groups, values, strict=True):
+                group._values = v
+            self._per_parameter = per_parameter
+            self._build(None)
+            fresh = self._tree_inner()
+            self._build({g: _state_dict.overlay(fresh[g], loaded[g]) for g in fresh})
+        self._dirty.clear()
+
+    def _read_state_dict(self, state_dict: Mapping[str, Any]) -> tuple[list, dict]:
+        return _state_dict.read_torch_layout(
             state_dict,
             spec=self.spec,
             sizes=[len(idx) for idx in self._group_indices],
@@ -421,15 +507,6 @@ class Optimizer:
             check_values=lambda v: self.spec.factory(**self._factory_kwargs(v)),
             state_shapes=lambda v: jax.eval_shape(self._transform(v).init, self.params).inner,
         )
-        # A fresh build makes the state torch would create lazily for what the state dict does
-        # not hold; the loaded entries replace the rest.
-        with self._all_or_nothing():
-            for group, v in zip(self.param_groups, values, strict=True):
-                group._values = v
-            self._build(None)
-            fresh = self._tree_inner()
-            self._build({g: _state_dict.overlay(fresh[g], loaded[g]) for g in fresh})
-        self._dirty.clear()
 
     def __getstate__(self) -> dict[str, Any]:
         """What ``copy.deepcopy`` and ``pickle`` keep: the groups, params and state as host
@@ -444,6 +521,7 @@ class Optimizer:
             "params": jax.device_get(self._params),
             "state": jax.device_get(self._tree_inner()),
             "steps_taken": self.steps_taken,
+            "per_parameter": self._per_parameter,
         }
 
     def __setstate__(self, saved: Mapping[str, Any]) -> None:
@@ -452,6 +530,9 @@ class Optimizer:
             for skeleton, values in saved["groups"]
         ]
         Optimizer.__init__(self, specs, saved["defaults"], saved.get("options"))
+        if saved.get("per_parameter"):
+            self._per_parameter = True
+            self._build(None)
         self._inner = {g: e.from_tree(saved["state"][g]) for g, e in enumerate(self._engines)}
         self.steps_taken = saved["steps_taken"]
 
@@ -522,9 +603,9 @@ class Optimizer:
 
     # Everything a build or a load replaces; restored as a whole when one fails.
     _BUILT = (
-        "_group_indices", "_leaves", "_treedef", "_dict_tree", "_signature", "tx", "_engines",
-        "_vector", "_inner", "_programs", "_zero_decay_pattern", "_params", "_references",
-        "_callbacks", "_float32_keys",
+        "_per_parameter", "_skip_inputs", "_group_indices", "_leaves", "_treedef", "_dict_tree",
+        "_signature", "tx", "_engines", "_vector", "_inner", "_programs", "_zero_decay_pattern",
+        "_params", "_references", "_callbacks", "_float32_keys",
     )  # fmt: skip
 
     @contextlib.contextmanager
@@ -554,6 +635,10 @@ class Optimizer:
         self._vector.refresh()
         for programs in self._programs.values():
             programs.forget()
+
+
+def _is_none(x: Any) -> bool:
+    return x is None
 
 
 def _read_back(value: Any, old: Any) -> float:

@@ -36,13 +36,15 @@ def engine_update(
     """The update rule over all groups, each by its engine (``_engines``); ``zero_decay``: the
     groups whose weight-decay term is left out (their decay is exactly 0)."""
 
-    def update(leaves, inner, grad_leaves, vector):
+    def update(leaves, inner, grad_leaves, vector, mask=None):
+        # mask: in the per-parameter mode, a bool vector (a leaf with a gradient or not)
         hyper, derived = unpack(vector)
         out, new_inner = list(leaves), {}
         for g, (engine, idx) in enumerate(zip(engines, group_indices, strict=True)):
             new_params, new_inner[g] = engine.update(
                 [leaves[i] for i in idx], [grad_leaves[i] for i in idx], inner[g], hyper[g],
                 derived[g], in_place=in_place, zero_decay=g in zero_decay,
+                mask=None if mask is None else [mask[i] for i in idx],
             )  # fmt: skip
             for i, p in zip(idx, new_params, strict=True):
                 out[i] = p
@@ -114,14 +116,14 @@ def checked_step(
     is donated), and a step costs no per-leaf check in Python."""
     signature = list(signature)
 
-    def step(leaves, inner, grad_leaves, vector):
+    def step(leaves, inner, grad_leaves, vector, *mask):
         # getattr: a gradient "leaf" may be a container or None here (it came from a fast
         # read of nested dicts that checks keys, not leaves)
         if [(getattr(g, "shape", None), getattr(g, "dtype", None)) for g in grad_leaves] != (
             signature
         ):
             raise mismatch(grad_leaves)
-        return update(leaves, inner, grad_leaves, vector)
+        return update(leaves, inner, grad_leaves, vector, *mask)
 
     return step
 

@@ -64,21 +64,26 @@ def to_torch_layout(
     first = 0
     for values, size, inner in groups:
         ids = list(range(first, first + size))
-        count = int(host_copy(inner.count))
-        if count > 0 or spec.state_at_construction:
-            for j, pid in enumerate(ids):
-                entry: dict[str, Any] = {}
-                for field in inner._fields:
-                    value = getattr(inner, field)
-                    if field == "count":
-                        if spec.step_entry:
-                            entry["step"] = np.asarray(count, np.float32)
-                    elif value is not None and _keeps(spec, field, values, inner):
-                        leaf = value[j] if isinstance(value, list) else value
-                        if leaf is not None:
-                            entry[field] = host_copy(leaf)
-                if entry:
-                    out[pid] = entry
+        # one count per group, or one per parameter (the per-parameter mode)
+        if isinstance(inner.count, list):
+            counts = [int(host_copy(c)) for c in inner.count]
+        else:
+            counts = [int(host_copy(inner.count))] * size
+        for j, pid in enumerate(ids):
+            count = counts[j]
+            if count == 0 and not spec.state_at_construction:
+                continue  # torch creates the state at a parameter's first gradient
+            own = type(inner)(*(v[j] if isinstance(v, list) else v for v in inner))
+            entry: dict[str, Any] = {}
+            for field in inner._fields:
+                value = getattr(own, field)
+                if field == "count":
+                    if spec.step_entry:
+                        entry["step"] = np.asarray(count, np.float32)
+                elif value is not None and _keeps(spec, field, values, own):
+                    entry[field] = host_copy(value)
+            if entry:
+                out[pid] = entry
         saved = dict(values)
         saved["params"] = ids
         saved_groups.append(saved)
@@ -87,7 +92,8 @@ def to_torch_layout(
 
 
 def _keeps(spec: TorchSpec, field: str, values: Mapping[str, Any], state: Any) -> bool:
-    """Whether torch's state holds ``field`` for a group with ``values`` and ``state``."""
+    """Whether torch's state holds ``field`` for a parameter of a group with ``values``, whose
+    own state is ``state``."""
     condition = spec.state_when.get(field)
     return condition is None or bool(condition(values, state))
 
@@ -139,9 +145,62 @@ def read_torch_layout(
     return values, loaded
 
 
+def needs_per_parameter(state_dict: Mapping[str, Any]) -> bool:
+    """Whether a state dict holds parameters of one group at different steps (or some with
+    state and some without, as torch leaves the parameters that never had a gradient): only
+    the per-parameter layout continues it exactly."""
+    saved_state = state_dict["state"]
+    for saved in state_dict["param_groups"]:
+        entries = [saved_state.get(pid, saved_state.get(str(pid), {})) for pid in saved["params"]]
+        with_state = [e for e in entries if e]
+        if with_state and len(with_state) < len(entries):
+            return True
+        if len({float(_numpy(e["step"]).item()) for e in with_state if "step" in e}) > 1:
+            return True
+    return False
+
+
+def _checked(array: np.ndarray, old: Any, field: str, pid: Any) -> np.ndarray:
+    if array.shape != old.shape:
+        raise ValueError(
+            f"loaded state dict has {field} of shape {array.shape} for parameter {pid}, "
+            f"expected {old.shape}"
+        )
+    return np.asarray(array, old.dtype)
+
+
+def _per_parameter_fields(
+    spec: TorchSpec, shapes: Any, entries: list[Mapping], ids: list
+) -> dict[str, dict[int, np.ndarray]]:
+    """:func:`_loaded_fields` for the per-parameter layout (every field a list): each
+    parameter's count and buffers from its own entry; no entry: a fresh state (count 0)."""
+    fields: dict[str, dict[int, np.ndarray]] = {}
+    for field in shapes._fields:
+        olds = getattr(shapes, field)
+        if olds is None:
+            continue
+        found = {}
+        for j, (entry, pid) in enumerate(zip(entries, ids, strict=True)):
+            old = olds[j]
+            if old is None or not entry:
+                continue
+            if field == "count":
+                # SGD keeps no step: an entry means "past the first step"
+                step = _numpy(entry["step"]).item() if spec.step_entry and "step" in entry else 1
+                found[j] = np.asarray(int(step), old.dtype)
+            elif field == "momentum_steps":  # SGD: a saved buffer is "a step used momentum"
+                found[j] = np.asarray(int("momentum_buffer" in entry), old.dtype)
+            elif field in entry:
+                found[j] = _checked(_numpy(entry[field]), old, field, pid)
+        fields[field] = found
+    return fields
+
+
 def _loaded_fields(spec: TorchSpec, shapes: Any, entries: list[Mapping], ids: list) -> dict:
     """``{field: value}`` read from the saved entries of one group as host arrays (a list
     field: ``{position: array}``), checked against the state's ``shapes``."""
+    if isinstance(shapes.count, list):
+        return _per_parameter_fields(spec, shapes, entries, ids)
     fields: dict[str, Any] = {}
     with_state = [e for e in entries if e]
     if "momentum_steps" in shapes._fields and shapes.momentum_steps is not None:
@@ -152,15 +211,15 @@ def _loaded_fields(spec: TorchSpec, shapes: Any, entries: list[Mapping], ids: li
         empty = [pid for pid, e in zip(ids, entries, strict=True) if not e]
         raise ValueError(
             f"loaded state dict has no state for parameters {empty} while others of their "
-            f"group have some (torch creates it lazily, e.g. for parameters that were frozen); "
-            f"jaxsched keeps one state per group and refuses rather than continue differently"
+            f"group have some (torch creates it lazily, e.g. for parameters that were frozen), "
+            f"which this optimizer cannot hold"
         )
     steps = {float(_numpy(e["step"]).item()) for e in with_state if "step" in e}
     if len(steps) > 1:
         raise ValueError(
             f"loaded state dict has different step counts {sorted(steps)} within one parameter "
-            f"group (torch counts per parameter, e.g. after some were frozen); jaxsched keeps one "
-            f"step count per group and refuses rather than continue differently"
+            f"group (torch counts per parameter, e.g. after some were frozen), which this "
+            f"optimizer cannot hold"
         )
     for field in shapes._fields:
         old = getattr(shapes, field)
@@ -175,13 +234,7 @@ def _loaded_fields(spec: TorchSpec, shapes: Any, entries: list[Mapping], ids: li
             found = {}
             for j, (entry, pid) in enumerate(zip(entries, ids, strict=True)):
                 if field in entry and old[j] is not None:
-                    array = _numpy(entry[field])
-                    if array.shape != old[j].shape:
-                        raise ValueError(
-                            f"loaded state dict has {field} of shape {array.shape} for "
-                            f"parameter {pid}, expected {old[j].shape}"
-                        )
-                    found[j] = np.asarray(array, old[j].dtype)
+                    found[j] = _checked(_numpy(entry[field]), old[j], field, pid)
             fields[field] = found
         elif old is not None:
             saved = [e[field] for e in with_state if field in e]
@@ -196,7 +249,7 @@ def overlay(fresh: Any, loaded: Mapping[str, Any]) -> Any:
     for field in fresh._fields:
         value, new = getattr(fresh, field), loaded.get(field)
         if isinstance(value, list) and isinstance(new, dict):
-            fields[field] = [new.get(j, x) for j, x in enumerate(value)]
+            fields[field] = type(value)(new.get(j, x) for j, x in enumerate(value))
         elif new is not None and not isinstance(new, dict):
             fields[field] = new
         else:

@@ -23,6 +23,9 @@ from ._muon import MuonState as MuonState
 from ._muon import muon as muon
 from ._nadam import NAdamState as NAdamState
 from ._nadam import nadam as nadam
+from ._per_parameter import Spread as Spread
+from ._per_parameter import per_parameter as per_parameter
+from ._per_parameter import per_parameter_factory as per_parameter_factory
 from ._radam import RAdamState as RAdamState
 from ._radam import radam as radam
 from ._rmsprop import RMSpropState as RMSpropState
@@ -49,6 +52,7 @@ __all__ = [
     "RpropState",
     "SGDState",
     "SparseAdamState",
+    "Spread",
     "adadelta",
     "adafactor",
     "adagrad",
@@ -59,6 +63,8 @@ __all__ = [
     "lbfgs",
     "muon",
     "nadam",
+    "per_parameter",
+    "per_parameter_factory",
     "radam",
     "rmsprop",
     "rprop",

@@ -14,8 +14,11 @@ from ._common import (
     Hyperparam,
     cast,
     compute_dtype,
+    float32_array,
+    float32_round,
     is_zero,
     lerp,
+    lr_value,
     map_leaves,
     need_params,
     python_max,
@@ -92,17 +95,29 @@ def adafactor(
         rows = jax.tree.map(lambda p: factored(p, -1), params)
         cols = jax.tree.map(lambda p: factored(p, -2), params)
         full = jax.tree.map(lambda p: jnp.zeros_like(p) if p.ndim < 2 else None, params)
+        # a field with no entry at all is None, as update's map_leaves returns it (one
+        # structure before and after a step)
+        rows, cols, full = (None if not jax.tree.leaves(f) else f for f in (rows, cols, full))
         return AdafactorState(zero_count(), rows, cols, full)
 
     def update_fn(grads, state, params=None):
         need_params("adafactor", params)
         count = state.count
-        lr_t, wd_t, decay_t, d_t, eps2_t = (
-            value_at(h, count) for h in (lr, weight_decay, beta2_decay, d, eps2)
+        lr_t = lr_value(lr, count)  # a float32 array: torch's float32 tensor lr
+        tensor_lr = float32_array(lr_t)
+        wd_t, decay_t, d_t, eps2_t = (
+            value_at(h, count) for h in (weight_decay, beta2_decay, d, eps2)
         )
         t = (count + 1).astype(scalar_dtype())
         weight = t**decay_t
-        rho = jnp.minimum(lr_t, 1 / t**0.5)
+        if tensor_lr:
+            # torch: rho = min(lr, 1/sqrt(t)) keeps the float32 tensor lr unless the Python
+            # float is smaller (compared in float32); lr's arithmetic is then float32
+            lr32 = float32_round(lr_t)
+            lr_wins = ~(float32_round(1 / t**0.5) < lr32)
+            rho = jnp.where(lr_wins, lr32, 1 / t**0.5)
+        else:
+            rho = jnp.minimum(lr_t, 1 / t**0.5)
 
         def leaf(g, p, row, col, var):
             dtype = compute_dtype(g)
@@ -113,7 +128,11 @@ def adafactor(
             # the 2-norm over every element, without a reshape (which an explicitly sharded
             # array refuses)
             rms_p = _norm(p) / math.sqrt(max(p.size, 1))
-            alpha = python_max(c(eps2_t), rms_p) * c(rho)
+            if tensor_lr:
+                rms = python_max(eps2_t, rms_p.astype(scalar_dtype()))
+                alpha = jnp.where(lr_wins, float32_round(float32_round(rms) * lr32), rms * rho)
+            else:
+                alpha = python_max(c(eps2_t), rms_p) * c(rho)
             w = c(weight)
             row_new = col_new = var_new = None
             if g.ndim > 1:
@@ -130,8 +149,15 @@ def adafactor(
                 var_new = var_new.astype(var.dtype)
             update = jax.lax.rsqrt(jnp.maximum(estimate, e1 * e1)) * g
             rms_u = _norm(update) / (math.sqrt(max(update.size, 1)) * c(d_t))
-            scale = -alpha / python_max(c(1.0), rms_u)
-            shrunk = p * c(1 - lr_t * wd_t) if decay else p
+            if tensor_lr:
+                denom = python_max(1.0, rms_u.astype(scalar_dtype()))
+                scale = c(jnp.where(lr_wins, float32_round(-alpha / float32_round(denom)),
+                                    -alpha / denom))  # fmt: skip
+                factor = float32_round(1 - float32_round(lr32 * float32_round(wd_t)))
+            else:
+                scale = -alpha / python_max(c(1.0), rms_u)
+                factor = 1 - lr_t * wd_t
+            shrunk = p * c(factor) if decay else p
             p_new = shrunk + scale * update
             return step_to(p_new, p).astype(g.dtype), row_new, col_new, var_new
 

@@ -13,7 +13,10 @@ from ._common import (
     Hyperparam,
     cast,
     compute_dtype,
+    float32_array,
+    float32_round,
     is_zero,
+    lr_value,
     map_leaves,
     need_params,
     scalar_dtype,
@@ -76,8 +79,9 @@ def asgd(
     def update_fn(grads, state, params=None):
         need_params("asgd", params)
         count = state.count
-        lr_t, lambd_t, alpha_t, t0_t, wd_t = (
-            value_at(h, count) for h in (lr, lambd, alpha, t0, weight_decay)
+        lr_t = lr_value(lr, count)  # a float32 array: torch's float32 tensor lr
+        lambd_t, alpha_t, t0_t, wd_t = (
+            value_at(h, count) for h in (lambd, alpha, t0, weight_decay)
         )
         eta = state.eta.astype(scalar_dtype())
         shrink = 1 - lambd_t * eta
@@ -94,7 +98,17 @@ def asgd(
 
         updates, ax = map_leaves(leaf, grads, params, state.ax)
         t = (count + 1).astype(scalar_dtype())
-        new_eta = lr_t / ((1 + lambd_t * lr_t * t) ** alpha_t)
+        if float32_array(lr_t):
+            # torch's float32 tensor lr: eta in float32 arithmetic, each Python operand and
+            # each result rounded to float32 (held in double between roundings, so that XLA
+            # cannot contract a multiply-add or use its less exact float32 pow)
+            lr32 = float32_round(lr_t)
+            base = float32_round(1 + float32_round(
+                float32_round(float32_round(lambd_t) * lr32) * float32_round(t)
+            ))  # fmt: skip
+            new_eta = float32_round(lr32 / float32_round(base ** float32_round(alpha_t)))
+        else:
+            new_eta = lr_t / ((1 + lambd_t * lr_t * t) ** alpha_t)
         new_mu = 1 / jnp.maximum(1.0, t - t0_t)
         return updates, ASGDState(
             count + 1, jnp.asarray(new_eta, jnp.float32), jnp.asarray(new_mu, jnp.float32), ax

@@ -70,6 +70,15 @@ def float32_array(value: Any) -> bool:
     )
 
 
+def float32_round(value: Any) -> jax.Array:
+    """``value`` rounded to float32 and held in the run's scalar dtype (double under x64): one
+    float32 operation of torch's, when each operand is such a value and the operation runs in
+    double (exact for ``+``/``*`` of two float32 values, correctly rounded for ``/``)."""
+    # reduce_precision, not a float32 round trip: XLA drops f64->f32->f64 conversion pairs
+    # (xla_allow_excess_precision), which would skip the rounding
+    return jax.lax.reduce_precision(jnp.asarray(value, scalar_dtype()), 8, 23)
+
+
 def lr_value(lr: Hyperparam, count: jax.Array) -> float | jax.Array:
     """:func:`value_at` for a learning rate, except that a float32 array lr stays a float32
     array (torch's float32 tensor lr, see :func:`float32_array`)."""
@@ -220,6 +229,12 @@ def map_leaves(fn: Callable[..., tuple], grads: Any, *trees: Any) -> tuple:
     leaf, and an output that is ``None`` for every leaf comes back as ``None`` (no state).
     """
     treedef = jax.tree.structure(grads)
+    if any(x is None for x in jax.tree.leaves(grads, is_leaf=lambda x: x is None)):
+        raise ValueError(
+            "some gradients are None: this transform updates every leaf with one step count; "
+            "wrap it in jaxsched.per_parameter(...) for torch's rule (a parameter without "
+            "gradient is skipped and keeps its own step count)"
+        )
     count = treedef.num_leaves
     columns = [
         [None] * count if tree is None else treedef.flatten_up_to(tree) for tree in (grads, *trees)

@@ -162,4 +162,5 @@ SPARSE_ADAM = TorchSpec(
     name="SparseAdam",
     factory=sparse_adam,
     keys=words("lr betas eps maximize"),
+    skips_missing=False,  # a missing gradient would need an empty BCOO per leaf: refused
 )

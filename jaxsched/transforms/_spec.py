@@ -68,6 +68,8 @@ class TorchSpec:
     - ``state_when``: per-parameter state entries torch keeps only under a condition; the
       transform's other state fields are torch's entries by the same name.
     - ``kernel``: the CPU kernel adapter, or ``None``.
+    - ``skips_missing``: ``step`` accepts ``None`` gradients (torch skips those parameters),
+      running the transform per parameter (:func:`~._per_parameter.per_parameter`).
     - ``options``: keyword-only constructor arguments of ours beyond torch's signature (Muon's
       ``orientation``): passed to the factory for every group, not part of ``param_groups``
       or the state dict.
@@ -83,6 +85,7 @@ class TorchSpec:
     state_at_construction: bool = False
     state_when: Mapping[str, StateCondition] = dataclasses.field(default_factory=dict)
     kernel: KernelAdapter | None = None
+    skips_missing: bool = True
     options: tuple[str, ...] = ()
 
 

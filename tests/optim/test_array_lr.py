@@ -1,8 +1,8 @@
 """A float32 array lr is torch's float32 tensor lr: its derived scalars in float32 (``1 - lr *
 wd``, ``lr / (1 - beta1^t)``, Adagrad's and Adamax's ``clr``, NAdam's coefficients, Muon's
-adjusted lr), also for float64 parameters; a Python float keeps double arithmetic.  Functional
-(every optimizer but ASGD and Adafactor), stateful (written mid-run too) and imported from
-torch."""
+adjusted lr, ASGD's eta, Adafactor's step size and decay), also for float64 parameters; a Python
+float keeps double arithmetic.  Functional (every optimizer), stateful (written mid-run too) and
+imported from torch."""
 
 from __future__ import annotations
 
@@ -50,6 +50,8 @@ FUNCTIONAL = {
     "radam": (O.RAdam, jaxsched.radam, dict(weight_decay=0.1, decoupled_weight_decay=True)),
     "rmsprop": (O.RMSprop, jaxsched.rmsprop, dict(weight_decay=0.1, momentum=0.9)),
     "rprop": (O.Rprop, jaxsched.rprop, dict()),
+    "asgd": (O.ASGD, jaxsched.asgd, dict(t0=5, lambd=1e-2, weight_decay=0.1)),
+    "adafactor": (O.Adafactor, jaxsched.adafactor, dict(weight_decay=0.1)),
     "muon": (O.Muon, functools.partial(jaxsched.muon, orientation="torch"), dict()),
 }
 

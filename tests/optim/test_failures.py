@@ -17,7 +17,8 @@ import torch
 
 from jaxsched import optim
 from jaxsched.optim import lr_scheduler
-from tests.optim.harness import TorchTwin
+from tests.optim.harness import TorchTwin, flat
+from tests.torch_reference import OPTIM_RTOL, relative_difference
 
 SHAPES = {"a": {"w": (3, 4), "b": (4,)}, "h": {"w": (4, 2)}}
 
@@ -266,7 +267,7 @@ def test_deepcopy_and_pickle_continue_independently(build):
     assert_twins(opt, twin)
 
 
-def test_torch_state_dict_with_frozen_parameters_is_refused_not_misread():
+def test_torch_state_dict_with_frozen_parameters_continues_per_parameter():
     t = tree()
     twin = TorchTwin(torch.optim.Adam, groups(t), dtype=torch.float32, lr=0.01)
     g = grads(0)
@@ -281,10 +282,18 @@ def test_torch_state_dict_with_frozen_parameters_is_refused_not_misread():
             tensor.grad = torch.tensor(np.asarray(value))
     twin.opt.step()
     opt = optim.Adam(groups(t), lr=0.01)
-    fresh = optim.Adam(groups(t), lr=0.01)
-    with pytest.raises(ValueError, match="step"):
-        opt.load_state_dict(twin.opt.state_dict())
-    assert_twins(opt, fresh, start=0)
+    opt.load_state_dict(twin.opt.state_dict())  # per-parameter steps: no longer refused
+    theirs = twin.params()
+    opt.params = jax.tree_util.tree_map_with_path(
+        lambda path, x: jnp.asarray(theirs[jax.tree_util.keystr(path)], x.dtype), t
+    )
+    steps = {pid: float(e["step"]) for pid, e in opt.state_dict()["state"].items()}
+    assert sorted(set(steps.values())) == [1.0, 2.0]
+    first.requires_grad_(True)
+    for step in (2, 3):
+        twin.step(grads(step))
+        opt.step(grads(step))
+    assert relative_difference(flat(opt.params), twin.params()) < OPTIM_RTOL["float32"]
 
 
 def test_bad_values_name_their_key():

@@ -22,7 +22,8 @@ def jax_trajectory(tx: optax.GradientTransformation, params: dict, grads: list, 
         return optax.apply_updates(p, updates), state
 
     for g in grads:
-        p, state = step(p, state, {k: jnp.asarray(v, jdtype) for k, v in g.items()})
+        g = {k: None if v is None else jnp.asarray(v, jdtype) for k, v in g.items()}
+        p, state = step(p, state, g)  # a new pattern of None gradients traces once more
     return {
         k: np.asarray(v.astype(jnp.float32) if dtype == "bfloat16" else v, np.float64)
         for k, v in p.items()

@@ -393,3 +393,29 @@ def test_sparse_adam_keeps_shardings():
     np.testing.assert_allclose(
         np.asarray(opt.params["emb"]), np.asarray(one.params["emb"]), rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("layout", ["fsdp", "2d"])
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam])
+def test_none_gradients_keep_shardings_and_match_one_device(layout, cls):
+    """The per-parameter mode (``None`` gradients): each leaf's state and count placed like its
+    parameter, the zeros standing in for a missing gradient too; no collective; the numbers
+    equal a one-device run."""
+    kwargs = dict(lr=0.01, momentum=0.9) if cls is optim.SGD else dict(lr=0.01, weight_decay=0.1)
+    host = host_tree()
+    opt = cls(groups(placed(host, layout)), **kwargs)
+    one = cls(groups(jax.tree.map(jnp.asarray, host)), **kwargs)
+    holes = [{"w"}, set(), {"b", "v"}, {"c"}]
+    for step, missing in enumerate(holes):
+        g = grads_at(step, layout)
+        g = {part: {k: None if k in missing else v for k, v in leaves.items()}
+             for part, leaves in g.items()}  # fmt: skip
+        opt.step(g)
+        one.step(jax.tree.map(lambda x: None if x is None else jnp.asarray(np.asarray(x)), g))
+    assert_placed_like_params(opt.params, layout)
+    assert_state_placed(opt, layout)
+    assert not collectives(opt.lower_step(grads_at(0, layout)).compile().as_text())
+    for path, value in jax.tree_util.tree_flatten_with_path(opt.params)[0]:
+        ref = one.params[path[0].key][path[1].key]
+        np.testing.assert_allclose(np.asarray(value), np.asarray(ref), rtol=1e-6, atol=1e-7)
+    assert opt.state_dict()["state"].keys() == one.state_dict()["state"].keys()
