@@ -17,6 +17,9 @@ from ._classes import RMSprop as RMSprop
 from ._classes import Rprop as Rprop
 from ._classes import SparseAdam as SparseAdam
 from ._engines import EngineInfo as EngineInfo
+from ._hooks import RemovableHandle as RemovableHandle
+from ._hooks import register_optimizer_step_post_hook as register_optimizer_step_post_hook
+from ._hooks import register_optimizer_step_pre_hook as register_optimizer_step_pre_hook
 from ._lbfgs import LBFGS as LBFGS
 from ._optimizer import Optimizer as Optimizer
 from ._param_group import ParamGroup as ParamGroup
@@ -38,8 +41,11 @@ __all__ = [
     "ParamGroup",
     "RAdam",
     "RMSprop",
+    "RemovableHandle",
     "Rprop",
     "SparseAdam",
     "lr_scheduler",
+    "register_optimizer_step_post_hook",
+    "register_optimizer_step_pre_hook",
     "swa_utils",
 ]

@@ -27,12 +27,13 @@ from ..transforms._common import float32_array
 from ..transforms._per_parameter import per_parameter_factory, spread_state
 from ..transforms._spec import TorchSpec
 from . import _engines, _placement, _programs, _state_dict, _trees
+from ._hooks import Hooks
 from ._hyper import HyperVector
 from ._param_group import ParamGroup
 from ._train_step import TrainStep
 
 
-class Optimizer:
+class Optimizer(Hooks):
     """Base class of the torch-like optimizers (``jaxsched.optim.SGD``, ``Adam``, ...).
 
     ``params`` is a pytree of float arrays (one group) or torch's list of group dicts whose
