@@ -1,4 +1,6 @@
-r"""``torch.optim.swa_utils``: stochastic weight averaging's learning-rate schedule.
+r"""``torch.optim.swa_utils``: weight averaging (``AveragedModel``, the ``get_*_avg_fn``
+functions, and :func:`weight_average`, its functional form; see :mod:`._averaging`) and
+stochastic weight averaging's learning-rate schedule.
 
 :class:`SWALR` anneals every group's lr from where it is to ``swa_lr`` over
 ``anneal_epochs`` epochs, then holds it.  It is chainable like torch's: each step reconstructs
@@ -13,8 +15,7 @@ another scheduler stepped before it, is honoured), then moves a fraction
         \frac{\eta_{s-1} - \alpha(t_{s-1})\,\eta_{swa}}{1 - \alpha(t_{s-1})}
 
 with :math:`s` the scheduler's step count and :math:`E` = ``anneal_epochs`` (:math:`s \ge 1`
-when :math:`E = 0`).  The averaged model itself (``AveragedModel``, ``update_bn``) is not here
-yet.
+when :math:`E = 0`).  ``update_bn`` is not here yet.
 """
 
 from __future__ import annotations
@@ -22,9 +23,27 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+from ._averaging import AveragedModel as AveragedModel
+from ._averaging import AverageState as AverageState
+from ._averaging import WeightAverage as WeightAverage
+from ._averaging import get_ema_avg_fn as get_ema_avg_fn
+from ._averaging import get_ema_multi_avg_fn as get_ema_multi_avg_fn
+from ._averaging import get_swa_avg_fn as get_swa_avg_fn
+from ._averaging import get_swa_multi_avg_fn as get_swa_multi_avg_fn
+from ._averaging import weight_average as weight_average
 from .lr_scheduler._base import LRScheduler, per_group
 
-__all__ = ["SWALR"]
+__all__ = [
+    "SWALR",
+    "AverageState",
+    "AveragedModel",
+    "WeightAverage",
+    "get_ema_avg_fn",
+    "get_ema_multi_avg_fn",
+    "get_swa_avg_fn",
+    "get_swa_multi_avg_fn",
+    "weight_average",
+]
 
 
 def _cosine(t: float) -> float:

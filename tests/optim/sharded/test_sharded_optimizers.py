@@ -419,3 +419,23 @@ def test_none_gradients_keep_shardings_and_match_one_device(layout, cls):
         ref = one.params[path[0].key][path[1].key]
         np.testing.assert_allclose(np.asarray(value), np.asarray(ref), rtol=1e-6, atol=1e-7)
     assert opt.state_dict()["state"].keys() == one.state_dict()["state"].keys()
+
+
+@pytest.mark.parametrize("layout", ["fsdp", "2d"])
+def test_averaged_model_keeps_shardings(layout):
+    from jaxsched.optim import swa_utils
+
+    host = host_tree()
+    for avg in ({}, {"avg_fn": swa_utils.get_ema_avg_fn(0.9)},
+                {"multi_avg_fn": swa_utils.get_swa_multi_avg_fn()}):  # fmt: skip
+        model = swa_utils.AveragedModel(placed(host, layout), **avg)
+        one = swa_utils.AveragedModel(jax.tree.map(jnp.asarray, host), **avg)
+        for step in range(3):
+            model.update_parameters(grads_at(step, layout))
+            one.update_parameters(jax.tree.map(jnp.asarray, host_tree(100 + step)))
+        assert_placed_like_params(model.module, layout)
+        for x, y in zip(jax.tree.leaves(model.module), jax.tree.leaves(one.module), strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        state = swa_utils.AverageState(model.module, model.n_averaged)
+        text = model._update.lower(state, grads_at(0, layout)).compile().as_text()
+        assert not collectives(text)
