@@ -1,5 +1,6 @@
 """jaxsched: PyTorch's optimizer and learning-rate-scheduler semantics in JAX/Optax."""
 
+from . import amp as amp
 from . import optim as optim
 from . import schedules as schedules
 from . import transforms as transforms
@@ -40,6 +41,7 @@ __all__ = [
     "adam",
     "adamax",
     "adamw",
+    "amp",
     "asgd",
     "clip_grad_norm",
     "clip_grad_norm_",
