@@ -10,6 +10,7 @@ from ._clip import clip_grad_value as clip_grad_value
 from ._clip import clip_grad_value_ as clip_grad_value_
 from ._clip import clip_grads_with_norm_ as clip_grads_with_norm_
 from ._clip import get_total_norm as get_total_norm
+from ._current_value import current_value as current_value
 from ._grouped import GroupedState as GroupedState
 from ._grouped import get_hyperparams as get_hyperparams
 from ._grouped import grouped as grouped
@@ -48,6 +49,7 @@ __all__ = [
     "clip_grad_value",
     "clip_grad_value_",
     "clip_grads_with_norm_",
+    "current_value",
     "get_hyperparams",
     "get_total_norm",
     "grouped",
