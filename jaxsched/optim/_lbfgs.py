@@ -67,7 +67,7 @@ class LBFGS(Optimizer):
         """Refused: torch's LBFGS has exactly one group (its ``step`` then fails)."""
         raise ValueError(_SINGLE_GROUP)
 
-    def make_train_step(self, loss_fn: Callable[..., Any], *, has_aux: bool = False) -> Callable:
+    def make_train_step(self, loss_fn: Callable[..., Any], **options: Any) -> Callable:
         """Refused: ``step(loss_fn, *args)`` already runs the whole step in one program."""
         raise TypeError("LBFGS evaluates the loss itself: call opt.step(loss_fn, *args)")
 

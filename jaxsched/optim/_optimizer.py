@@ -423,7 +423,16 @@ class Optimizer(Hooks):
         self._adopt("optimizer.step", *self._step_program().run(args, self._zero_decay_applies))
         return self._params
 
-    def make_train_step(self, loss_fn: Callable[..., Any], *, has_aux: bool = False) -> Callable:
+    def make_train_step(
+        self,
+        loss_fn: Callable[..., Any],
+        *,
+        has_aux: bool = False,
+        accumulation_steps: int = 1,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        clip_value: float | None = None,
+    ) -> Callable:
         """A function ``train_step(*args, **kwargs)`` that runs one training step in a single
         jitted program: ``loss_fn(params, *args, **kwargs)`` and its gradient with respect to
         the current params (``jax.value_and_grad``), then this optimizer's update, exactly as
@@ -435,8 +444,18 @@ class Optimizer(Hooks):
         out, both back in), this dispatches it once in and once out.  ``args`` are traced
         (arrays: a new shape compiles once); ``param_groups`` writes, schedulers and
         ``add_param_group`` work as with ``step`` and never recompile for a value change.
+
+        torch's loop pieces, in the same program: ``accumulation_steps=k`` takes k stacked
+        micro-batches (every argument's first axis) and sums the gradients of ``loss_i / k``
+        in order, as ``(loss / k).backward()`` per micro-batch does (the loss returned: the
+        sum of the ``loss_i / k``); ``max_norm`` / ``norm_type`` clip the summed gradients
+        with :func:`jaxsched.clip_grad_norm_`, ``clip_value`` with
+        :func:`jaxsched.clip_grad_value_`, before the update.
         """
-        return TrainStep(self, loss_fn, has_aux=has_aux)
+        return TrainStep(
+            self, loss_fn, has_aux=has_aux, accumulation_steps=accumulation_steps,
+            max_norm=max_norm, norm_type=norm_type, clip_value=clip_value,
+        )  # fmt: skip
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """A no-op, kept so torch recipes port unchanged: JAX gradients are values returned by

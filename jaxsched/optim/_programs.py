@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 Update = Callable[..., tuple[Any, Any, Any]]
 
@@ -128,13 +129,60 @@ def checked_step(
     return step
 
 
-def train_step(update: Update, loss_fn: Callable, has_aux: bool, treedef: Any) -> Callable:
+def train_step(
+    update: Update,
+    loss_fn: Callable,
+    has_aux: bool,
+    treedef: Any,
+    *,
+    accumulation_steps: int = 1,
+    prepare: Callable[[Any], Any] | None = None,
+) -> Callable:
     """A train step's program: ``loss_fn(params, *args, **kwargs)`` and its gradient with
-    respect to ``params`` (``jax.value_and_grad``), then ``update``, in one program."""
+    respect to ``params`` (``jax.value_and_grad``), then ``update``, in one program.
+
+    ``accumulation_steps`` k > 1: the arguments hold k micro-batches along their first axis;
+    as torch's accumulation loop (``(loss / k).backward()`` per micro-batch) the gradients of
+    ``loss_i / k`` are summed in order in a ``lax.scan``, and the loss returned is the sum of
+    the ``loss_i / k`` (``aux`` stacked).  ``prepare(grads)`` (clipping) runs on the summed
+    gradients before the update."""
     value_and_grad = jax.value_and_grad(loss_fn, has_aux=has_aux)
+    k = accumulation_steps
+
+    def micro(params, args, kwargs):
+        if not has_aux:
+            return jax.value_and_grad(lambda p: loss_fn(p, *args, **kwargs) / k)(params)
+        (loss, aux), grads = jax.value_and_grad(
+            lambda p: (lambda out: (out[0] / k, out[1]))(loss_fn(p, *args, **kwargs)),
+            has_aux=True,
+        )(params)
+        return (loss, aux), grads
 
     def step(leaves, inner, vector, args, kwargs):
-        out, grads = value_and_grad(treedef.unflatten(leaves), *args, **kwargs)
+        params = treedef.unflatten(leaves)
+        if k == 1:
+            out, grads = value_and_grad(params, *args, **kwargs)
+        else:
+            first = jax.tree.map(lambda x: x[0], (args, kwargs))
+            rest = jax.tree.map(lambda x: x[1:], (args, kwargs))
+            out0, grads0 = micro(params, *first)
+
+            def body(carry, batch):
+                total, summed = carry
+                out, grads = micro(params, *batch)
+                loss = out[0] if has_aux else out
+                summed = jax.tree.map(lambda a, g: a + g, summed, grads)
+                return (total + loss, summed), (out[1] if has_aux else None)
+
+            loss0 = out0[0] if has_aux else out0
+            (loss, grads), auxes = jax.lax.scan(body, (loss0, grads0), rest)
+            if has_aux:
+                aux = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), out0[1], auxes)
+                out = (loss, aux)
+            else:
+                out = loss
+        if prepare is not None:
+            grads = prepare(grads)
         new_leaves, inner, vector = update(leaves, inner, treedef.flatten_up_to(grads), vector)
         return new_leaves, inner, vector, out
 

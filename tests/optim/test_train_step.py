@@ -163,3 +163,59 @@ def test_fused_train_program_copies_no_parameter():
     shapes = {f"f32[{','.join(map(str, p.shape))}]" for p in jax.tree.leaves(opt.params)}
     copies = [line for line in text.splitlines() if " copy(" in line]
     assert not [line for line in copies if any(f"= {s}" in line for s in shapes)], copies
+
+
+ACCUMULATION = [
+    pytest.param(dict(accumulation_steps=3), id="accumulate"),
+    pytest.param(dict(accumulation_steps=3, max_norm=0.5), id="accumulate-clip-norm"),
+    pytest.param(dict(max_norm=0.5, norm_type=1.0), id="clip-1-norm"),
+    pytest.param(dict(accumulation_steps=2, clip_value=0.05), id="accumulate-clip-value"),
+]
+
+
+@pytest.mark.parametrize("options", ACCUMULATION)
+def test_accumulation_and_clipping_follow_torchs_loop(options, x64):
+    """nanoGPT's loop: (loss / k).backward() per micro-batch, clip_grad_norm_, step."""
+    k = options.get("accumulation_steps", 1)
+    t = tree(jnp.float64)
+    groups = two_groups(t, {"lr": 0.05})
+    opt = optim.AdamW(groups, lr=0.01, weight_decay=0.1)
+    twin = TorchTwin(torch.optim.AdamW, groups, lr=0.01, weight_decay=0.1)
+    train_step = opt.make_train_step(loss_fn, **options)
+    micro = batches(4 * k)
+    for s in range(4):
+        parts = micro[s * k : (s + 1) * k]
+        stacked = [np.stack([b[i] for b in parts]) for i in (0, 1)]
+        loss = train_step(*(stacked if k > 1 else parts[0]))
+        twin.opt.zero_grad()
+        total = 0.0
+        for x, y in parts:
+            scaled = torch_loss(twin.tensors, torch.tensor(x), torch.tensor(y)) / k
+            scaled.backward()
+            total += float(scaled.detach())
+        params = list(twin.tensors.values())
+        if "max_norm" in options:
+            torch.nn.utils.clip_grad_norm_(params, options["max_norm"], options.get("norm_type", 2))
+        if "clip_value" in options:
+            torch.nn.utils.clip_grad_value_(params, options["clip_value"])
+        twin.opt.step()
+        assert float(loss) == pytest.approx(total, rel=1e-13)
+    assert relative_difference(flat(opt.params), twin.params()) < 1e-12
+
+
+def test_accumulation_checks_its_arguments():
+    opt = optim.SGD(tree(jnp.float32), lr=0.1)
+    step = opt.make_train_step(loss_fn, accumulation_steps=2)
+    x, y = batches(1)[0]
+    with pytest.raises(ValueError, match="2 micro-batches along its first axis"):
+        step(x, y)
+    with pytest.raises(ValueError, match="accumulation_steps must be a positive int"):
+        opt.make_train_step(loss_fn, accumulation_steps=0)
+    with pytest.raises(ValueError, match="not both"):
+        opt.make_train_step(loss_fn, max_norm=1.0, clip_value=1.0)
+    with_aux = opt.make_train_step(
+        lambda p, x, y: (loss_fn(p, x, y), jnp.sum(x)), has_aux=True, accumulation_steps=2
+    )
+    xs, ys = np.stack([x, 2 * x]), np.stack([y, y])
+    _, aux = with_aux(xs, ys)
+    np.testing.assert_allclose(aux, [np.sum(x), 2 * np.sum(x)], rtol=1e-6)
