@@ -26,7 +26,7 @@ from .._grouped import GroupedState, _is_number, grouped, split_hyperparams
 from ..transforms._common import float32_array
 from ..transforms._per_parameter import per_parameter_factory, spread_state
 from ..transforms._spec import TorchSpec
-from . import _engines, _placement, _programs, _state_dict, _trees
+from . import _engines, _param_names, _placement, _programs, _state_dict, _trees
 from ._hooks import Hooks
 from ._hyper import HyperVector
 from ._param_group import ParamGroup
@@ -64,6 +64,8 @@ class Optimizer(Hooks):
                 if "params" not in spec:  # torch: KeyError too
                     raise KeyError(f"param_groups[{i}] has no 'params' entry: {dict(spec)!r}")
         specs = list(params) if _trees.is_group_list(params) else [{"params": params}]
+        # torch's named form, [(name, array), ...]: a tree of nested dicts from the dotted names
+        specs = [{**spec, "params": _param_names.from_pairs(spec["params"])} for spec in specs]
         trees = [spec["params"] for spec in specs]
         union = _trees.merge(trees)
         _trees.check_float_leaves(union)
@@ -87,8 +89,16 @@ class Optimizer(Hooks):
     # -- construction ---------------------------------------------------------------------------
 
     def _values(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """torch's add_param_group: the group's own keys, then the missing defaults."""
+        """torch's add_param_group for named parameters: the group's own keys,
+        ``param_names`` (the leaves' dotted tree paths), then the missing defaults."""
         values = {k: v for k, v in spec.items() if k != "params"}
+        names = _param_names.names_of(spec["params"])
+        if "param_names" in values and list(values["param_names"]) != names:
+            raise ValueError(
+                f"a group's param_names are its tree paths {names}, got "
+                f"{list(values['param_names'])}"
+            )
+        values["param_names"] = names
         for key, default in self.defaults.items():
             values.setdefault(key, default)
         return values
@@ -467,6 +477,7 @@ class Optimizer(Hooks):
         leaves join ``params``; existing groups keep their state.  Recompiles ``step``."""
         if not isinstance(param_group, Mapping) or "params" not in param_group:
             raise TypeError("param_group must be a dict with a 'params' entry")
+        param_group = {**param_group, "params": _param_names.from_pairs(param_group["params"])}
         _trees.check_float_leaves(param_group["params"])
         union = _trees.merge([self._params, param_group["params"]])
         values = self._values(param_group)
@@ -491,10 +502,23 @@ class Optimizer(Hooks):
             ],
         )
 
+    def _group_names(self) -> list[list[str]]:
+        """Each group's ``param_names``: its leaves' tree paths, dotted (torch's form)."""
+        names = _param_names.names_of(self._params)
+        return [[names[i] for i in idx] for idx in self._group_indices]
+
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load a state dict from :meth:`state_dict` or from torch itself (tensors).  Everything
         is validated first; on error the optimizer is unchanged.  The loaded arrays go from the
-        host straight to the parameters' devices and shardings."""
+        host straight to the parameters' devices and shardings.  Saved entries are matched to
+        the parameters by ``param_names`` (the tree paths; ours always has them, torch's when
+        its optimizer was built on ``named_parameters()``), else by position, which is refused
+        where ambiguous (two parameters of a group with one shape)."""
+        state_dict = _param_names.align(
+            state_dict,
+            self._group_names(),
+            [[tuple(self._leaves[i].shape) for i in idx] for idx in self._group_indices],
+        )
         # parameters of a group at different steps (or some never stepped): per-parameter
         # state, as the optimizer that saved it (ours, or torch after None gradients)
         per_parameter = self._per_parameter or (

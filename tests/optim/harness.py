@@ -6,6 +6,8 @@ import jax
 import numpy as np
 import torch
 
+from jaxsched.optim._param_names import dotted
+
 TREE_SHAPES = {"features": {"conv": (3, 4), "bias": (4,)}, "classifier": {"w": (4, 2), "b": (2,)}}
 
 
@@ -41,7 +43,8 @@ class TorchTwin:
                     np.asarray(leaf, dtype=np.float64), dtype=dtype, requires_grad=True
                 )
                 self.tensors[path] = t
-                ts.append(t)
+                # named, as torch's named_parameters(): torch 2.13 then saves param_names
+                ts.append((dotted(path), t))
             torch_groups.append({"params": ts, **{k: v for k, v in g.items() if k != "params"}})
         self.opt = cls(torch_groups, **defaults)
 

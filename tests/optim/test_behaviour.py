@@ -11,6 +11,7 @@ import torch
 
 import jaxsched
 from jaxsched import optim
+from jaxsched.optim._param_names import dotted
 from tests.compile_counter import count_compiles
 from tests.optim.harness import TorchTwin, flat, make_tree, random_grads, two_groups
 from tests.torch_reference import relative_difference
@@ -168,7 +169,8 @@ def test_add_param_group_matches_torch():
         {"params": {"classifier": jax.tree.map(jnp.asarray, tree["classifier"])}, "lr": 0.01}
     )
     extra = TorchTwin(torch.optim.SGD, [{"params": {"classifier": tree["classifier"]}}])
-    theirs.opt.add_param_group({"params": list(extra.tensors.values()), "lr": 0.01})
+    named = [(dotted(path), t) for path, t in extra.tensors.items()]
+    theirs.opt.add_param_group({"params": named, "lr": 0.01})
     theirs.tensors.update(extra.tensors)
     assert list(ours.param_groups[1]) == list(theirs.opt.param_groups[1])
     for g in grads[10:]:

@@ -24,7 +24,9 @@ def make_pair(opt: str = "SGD", second_lr: float = 0.05):
         [{"params": {"a": jnp.zeros(2)}}, {"params": {"b": jnp.zeros(3)}, "lr": second_lr}], **kw
     )
     ta, tb = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))
-    theirs = getattr(torch.optim, opt)([{"params": [ta]}, {"params": [tb], "lr": second_lr}], **kw)
+    theirs = getattr(torch.optim, opt)(
+        [{"params": [("a", ta)]}, {"params": [("b", tb)], "lr": second_lr}], **kw
+    )  # named, as torch's named_parameters(): param_names in the groups, like ours
     for t in (ta, tb):
         t.grad = torch.ones_like(t)
     return ours, theirs

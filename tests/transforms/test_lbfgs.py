@@ -122,7 +122,7 @@ def torch_run(problem: Problem, kwargs: dict, precision: str, steps: int = STEPS
     dtype = TORCH_DTYPE[precision]
     tensors = {k: torch.tensor(v, dtype=dtype, requires_grad=True)
                for k, v in sorted(problem.params().items())}  # fmt: skip
-    opt = torch.optim.LBFGS(list(tensors.values()), **kwargs)
+    opt = torch.optim.LBFGS(list(tensors.items()), **kwargs)  # named: param_names
 
     def closure():
         opt.zero_grad()

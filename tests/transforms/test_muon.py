@@ -49,7 +49,7 @@ def torch_run(kwargs, params, grads, precision):
     dtype = getattr(torch, precision)
     # in jax's flatten order (sorted keys), so that torch numbers the parameters as we do
     tensors = {k: torch.tensor(params[k], dtype=dtype, requires_grad=True) for k in sorted(params)}
-    opt = torch.optim.Muon(list(tensors.values()), **kwargs)
+    opt = torch.optim.Muon(list(tensors.items()), **kwargs)  # named: param_names
     for g in grads:
         for k, t in tensors.items():
             t.grad = torch.tensor(g[k], dtype=dtype)

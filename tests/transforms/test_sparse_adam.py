@@ -119,6 +119,7 @@ def test_state_dict_both_ways(x64):
     for ids in batches[:10]:
         opt.step({"emb": embedding_grad(opt.params["emb"], ids)})
     ours, theirs = opt.state_dict(), topt.state_dict()
+    assert ours["param_groups"][0].pop("param_names") == ["emb"]  # torch's: "weight", unnamed
     assert ours["param_groups"] == theirs["param_groups"]
     assert list(ours["state"][0]) == list(theirs["state"][0])
     assert ours["state"][0]["step"] == theirs["state"][0]["step"] == 10
