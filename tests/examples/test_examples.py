@@ -47,7 +47,7 @@ def test_optimizer_vs_torch_trains_and_agrees():
 
 def test_flax_param_groups_example_trains():
     out = run("flax_param_groups.py", "--steps", "20")
-    assert "param_groups[1] keys: ['params', 'lr', 'momentum'" in out
+    assert "param_groups[1] keys: ['params', 'lr', 'param_names', 'momentum'" in out
     losses = [float(line.split()[3]) for line in out.splitlines() if line.startswith("step")]
     assert losses[-1] < losses[0]
     assert "lrs [0.025, 0.0005]" in out  # the hand-written halving
@@ -112,3 +112,11 @@ def test_muon_adamw_recipe_follows_torch():
         grouped, two = float(r[8]), float(r[11])
         assert grouped < 1e-5 and two < 1e-5  # one bfloat16 flip (see the example's docstring)
         assert abs(grouped - two) < 1e-12  # both jaxsched routes give the same numbers
+
+
+def test_training_loop_recipe_follows_torch():
+    out = run("training_loop_vs_torch.py", "--steps", "10", "--accumulation", "3")
+    lines = out.strip().splitlines()
+    assert sum(line.startswith("step") for line in lines) == 10
+    for line in lines[-3:]:  # loss, params and EMA differences to torch (float64)
+        assert float(line.split()[-1]) < 1e-12, line
