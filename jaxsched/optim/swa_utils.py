@@ -15,7 +15,8 @@ another scheduler stepped before it, is honoured), then moves a fraction
         \frac{\eta_{s-1} - \alpha(t_{s-1})\,\eta_{swa}}{1 - \alpha(t_{s-1})}
 
 with :math:`s` the scheduler's step count and :math:`E` = ``anneal_epochs`` (:math:`s \ge 1`
-when :math:`E = 0`).  ``update_bn`` is not here yet.
+when :math:`E = 0`).  ``update_bn`` recomputes a flax linen model's BatchNorm statistics
+(:mod:`._update_bn`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ._averaging import get_ema_multi_avg_fn as get_ema_multi_avg_fn
 from ._averaging import get_swa_avg_fn as get_swa_avg_fn
 from ._averaging import get_swa_multi_avg_fn as get_swa_multi_avg_fn
 from ._averaging import weight_average as weight_average
+from ._update_bn import update_bn as update_bn
 from .lr_scheduler._base import LRScheduler, per_group
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "get_ema_multi_avg_fn",
     "get_swa_avg_fn",
     "get_swa_multi_avg_fn",
+    "update_bn",
     "weight_average",
 ]
 

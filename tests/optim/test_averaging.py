@@ -153,3 +153,44 @@ def test_torchs_errors():
             avg_fn=swa_utils.get_swa_avg_fn(),
             multi_avg_fn=swa_utils.get_swa_multi_avg_fn(),
         )
+
+
+def test_update_bn_recomputes_linen_batch_stats_as_torch():
+    from flax import linen as nn
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool):
+            x = nn.BatchNorm(use_running_average=not train, epsilon=1e-5)(nn.Dense(8)(x))
+            x = nn.relu(x)
+            return nn.BatchNorm(use_running_average=not train, epsilon=1e-5)(nn.Dense(4)(x))
+
+    rng = np.random.default_rng(0)
+    loader = [(rng.normal(size=(16, 3)).astype(np.float32) * (i + 1), None) for i in range(3)]
+    model = Net()
+    variables = model.init(jax.random.key(0), jnp.ones((2, 3)), train=False)
+    torch_model = torch.nn.Sequential(
+        torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+        torch.nn.Linear(8, 4), torch.nn.BatchNorm1d(4),
+    )  # fmt: skip
+    with torch.no_grad():
+        for index, name in ((0, "Dense_0"), (3, "Dense_1")):
+            torch_model[index].weight.copy_(
+                torch.tensor(np.asarray(variables["params"][name]["kernel"]).T)
+            )
+            torch_model[index].bias.copy_(
+                torch.tensor(np.asarray(variables["params"][name]["bias"]))
+            )
+    torch_swa.update_bn([(torch.tensor(x), y) for x, y in loader], torch_model)
+    new = swa_utils.update_bn(
+        [(jnp.asarray(x), y) for x, y in loader], model, variables, train=True
+    )
+    for index, name in ((1, "BatchNorm_0"), (4, "BatchNorm_1")):
+        stats = new["batch_stats"][name]
+        np.testing.assert_allclose(
+            stats["mean"], torch_model[index].running_mean.numpy(), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            stats["var"], torch_model[index].running_var.numpy(), rtol=1e-5, atol=1e-6
+        )
+    assert jax.tree.structure(new) == jax.tree.structure(variables)
