@@ -83,7 +83,8 @@ class Optimizer(Hooks):
         # torch's per-parameter step counts, entered at the first gradient that is None (or a
         # load that needs them): each leaf keeps its own state (transforms.per_parameter)
         self._per_parameter = False
-        self._skip_inputs: dict[Any, Any] = {}  # None pattern -> (mask, zero gradients), placed
+        # "masks": None pattern -> mask; "zeros": leaf -> zero gradient (placed like the leaf)
+        self._skip_inputs: dict[str, dict[Any, Any]] = {}
         self._build(previous=None)
 
     # -- construction ---------------------------------------------------------------------------
@@ -303,19 +304,20 @@ class Optimizer(Hooks):
         args = (self._leaves, self._inner, grad_leaves, self._vector.current())
         if not self._per_parameter:
             return args
-        inputs = self._skip_inputs.get(pattern)
-        if inputs is None:
-            anchor = self._leaves[0]
-            mask = _placement.put(
-                np.array([g is not None for g in grad_leaves]), _placement.replicated(anchor)
+        masks, zeros = (
+            self._skip_inputs.setdefault("masks", {}),
+            self._skip_inputs.setdefault("zeros", {}),
+        )
+        mask = masks.get(pattern)
+        if mask is None:  # a few bytes per pattern seen
+            mask = masks[pattern] = _placement.put(
+                np.array([g is not None for g in grad_leaves]),
+                _placement.replicated(self._leaves[0]),
             )
-            zeros = {
-                i: jnp.zeros(p.shape, p.dtype, device=p.sharding if p.committed else None)
-                for i in pattern
-                for p in (self._leaves[i],)
-            }
-            inputs = self._skip_inputs[pattern] = (mask, zeros)
-        mask, zeros = inputs
+        for i in pattern:  # one zero array per parameter, shared by every pattern
+            if i not in zeros:
+                p = self._leaves[i]
+                zeros[i] = jnp.zeros(p.shape, p.dtype, device=p.sharding if p.committed else None)
         filled = [zeros[i] if g is None else g for i, g in enumerate(grad_leaves)]
         return (self._leaves, self._inner, filled, self._vector.current(), mask)
 
