@@ -329,8 +329,8 @@ def choose(
     """The engine for group ``g``: the kernels where they apply exactly, XLA otherwise;
     ``per_parameter``: the factory of the per-parameter mode (XLA: the kernels keep one step
     count per group)."""
+    shards = len({d for leaf in leaves for d in leaf.sharding.device_set})
     if per_parameter is not None:
-        shards = len({d for leaf in leaves for d in leaf.sharding.device_set})
         info = EngineInfo(
             g, "xla", "per-parameter step counts (a step had parameters without gradient; the "
             "CPU kernels keep one count per group)", shards,
@@ -342,7 +342,6 @@ def choose(
         layout = ShardLayout.of(leaves)
         if isinstance(layout, str):
             reason = layout
-    shards = len({d for leaf in leaves for d in leaf.sharding.device_set})
     if reason is None and isinstance(layout, ShardLayout):
         assert spec.kernel is not None
         where = "on each device's shards" if layout.mesh is not None else "on one device"

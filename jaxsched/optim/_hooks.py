@@ -136,10 +136,9 @@ def hooked(name: str, method: Callable) -> Callable:
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        table = self.__dict__.get("_hooks")
-        if not (table or (name == "step" and (_GLOBAL["step_pre"] or _GLOBAL["step_post"]))):
-            return method(self, *args, **kwargs)
-        if not any((table or {}).get(k) for k in kinds) and name != "step":
+        table = self.__dict__.get("_hooks") or {}
+        global_hooks = name == "step" and (_GLOBAL["step_pre"] or _GLOBAL["step_post"])
+        if not global_hooks and not any(table.get(k) for k in kinds):
             return method(self, *args, **kwargs)
         running = self.__dict__.setdefault("_hooks_running", set())
         if name in running:  # an override calling super(): the hooks already run

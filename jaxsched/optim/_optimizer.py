@@ -83,8 +83,8 @@ class Optimizer(Hooks):
         # torch's per-parameter step counts, entered at the first gradient that is None (or a
         # load that needs them): each leaf keeps its own state (transforms.per_parameter)
         self._per_parameter = False
-        # "masks": None pattern -> mask; "zeros": leaf -> zero gradient (placed like the leaf)
-        self._skip_inputs: dict[str, dict[Any, Any]] = {}
+        self._skip_masks: dict[tuple[int, ...], Any] = {}  # None pattern -> mask, placed
+        self._skip_zeros: dict[int, Any] = {}  # leaf -> its zero gradient, placed like it
         self._build(previous=None)
 
     # -- construction ---------------------------------------------------------------------------
@@ -189,7 +189,7 @@ class Optimizer(Hooks):
             for g, e in enumerate(self._engines)
         }
         self._references = _programs.References(self._treedef)
-        self._skip_inputs = {}
+        self._skip_masks, self._skip_zeros = {}, {}
         self._callbacks: dict[Any, bool] = {}  # train-step key -> its loss calls back
         # Two update rules: the general one (every numeric value read at run time) and, when
         # some XLA group's weight decay is exactly 0, one that skips that term (a coupled decay
@@ -304,10 +304,7 @@ class Optimizer(Hooks):
         args = (self._leaves, self._inner, grad_leaves, self._vector.current())
         if not self._per_parameter:
             return args
-        masks, zeros = (
-            self._skip_inputs.setdefault("masks", {}),
-            self._skip_inputs.setdefault("zeros", {}),
-        )
+        masks, zeros = self._skip_masks, self._skip_zeros
         mask = masks.get(pattern)
         if mask is None:  # a few bytes per pattern seen
             mask = masks[pattern] = _placement.put(
@@ -649,9 +646,9 @@ class Optimizer(Hooks):
 
     # Everything a build or a load replaces; restored as a whole when one fails.
     _BUILT = (
-        "_per_parameter", "_skip_inputs", "_group_indices", "_leaves", "_treedef", "_dict_tree",
-        "_signature", "tx", "_engines", "_vector", "_inner", "_programs", "_zero_decay_pattern",
-        "_params", "_references", "_callbacks", "_float32_keys",
+        "_per_parameter", "_skip_masks", "_skip_zeros", "_group_indices", "_leaves", "_treedef",
+        "_dict_tree", "_signature", "tx", "_engines", "_vector", "_inner", "_programs",
+        "_zero_decay_pattern", "_params", "_references", "_callbacks", "_float32_keys",
     )  # fmt: skip
 
     @contextlib.contextmanager

@@ -77,7 +77,7 @@ def update_bn(
             running[1] = (1 - factor) * running[1] + factor * unbiased
     if not averages:
         return variables
-    stats = jax.tree.map(lambda x: x, dict(variables["batch_stats"]))  # a mutable copy
+    stats = dict(variables["batch_stats"])  # copied level by level along each path below
     for path, (mean, var) in averages.items():
         node = stats
         for key in path[:-1]:
