@@ -15,7 +15,7 @@ another scheduler stepped before it, is honoured), then moves a fraction
         \frac{\eta_{s-1} - \alpha(t_{s-1})\,\eta_{swa}}{1 - \alpha(t_{s-1})}
 
 with :math:`s` the scheduler's step count and :math:`E` = ``anneal_epochs`` (:math:`s \ge 1`
-when :math:`E = 0`).  ``update_bn`` recomputes a flax linen model's BatchNorm statistics
+when :math:`E = 0`).  ``update_bn`` recomputes a flax model's (linen or nnx) BatchNorm statistics
 (:mod:`._update_bn`).
 """
 

@@ -194,3 +194,64 @@ def test_update_bn_recomputes_linen_batch_stats_as_torch():
             stats["var"], torch_model[index].running_var.numpy(), rtol=1e-5, atol=1e-6
         )
     assert jax.tree.structure(new) == jax.tree.structure(variables)
+
+
+def test_update_bn_recomputes_nnx_batchnorm_in_place_as_torch():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.conv = nnx.Conv(3, 4, (3, 3), padding="VALID", rngs=rngs)
+            self.norm = nnx.BatchNorm(4, momentum=0.9, use_running_average=True, rngs=rngs)
+            self.dense = nnx.Linear(4, 5, rngs=rngs)
+            self.head_norm = nnx.BatchNorm(5, use_running_average=True, rngs=rngs)
+
+        def __call__(self, x):
+            x = nnx.relu(self.norm(self.conv(x)))
+            return self.head_norm(self.dense(x.mean(axis=(1, 2))))
+
+    model = Net(nnx.Rngs(0))
+    torch_model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(4, 5), torch.nn.BatchNorm1d(5),
+    )  # fmt: skip
+    with torch.no_grad():
+        torch_model[0].weight.copy_(
+            torch.tensor(np.asarray(model.conv.kernel[...]).transpose(3, 2, 0, 1))
+        )
+        torch_model[0].bias.copy_(torch.tensor(np.asarray(model.conv.bias[...])))
+        torch_model[5].weight.copy_(torch.tensor(np.asarray(model.dense.kernel[...]).T))
+        torch_model[5].bias.copy_(torch.tensor(np.asarray(model.dense.bias[...])))
+    rng = np.random.default_rng(1)
+    loader = [rng.normal(size=(4, 6, 6, 3)).astype(np.float32) * (i + 1) + i for i in range(3)]
+    torch_swa.update_bn([torch.tensor(x).permute(0, 3, 1, 2) for x in loader], torch_model)
+    assert swa_utils.update_bn([(jnp.asarray(x), 0) for x in loader], model) is None
+    for module, index in ((model.norm, 1), (model.head_norm, 6)):
+        np.testing.assert_allclose(
+            module.mean[...], torch_model[index].running_mean.numpy(), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            module.var[...], torch_model[index].running_var.numpy(), rtol=1e-5, atol=1e-6
+        )
+    # the pass changed the statistics only: settings back as they were
+    assert model.norm.momentum == 0.9 and model.norm.use_running_average is True
+    assert model.norm.use_fast_variance is True
+
+
+def test_update_bn_nnx_refuses_a_batchnorm_called_twice_and_variables():
+    from flax import nnx
+
+    class Twice(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.norm = nnx.BatchNorm(2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.norm(self.norm(x))
+
+    model = Twice(nnx.Rngs(0))
+    with pytest.raises(NotImplementedError, match=r"BatchNorm at norm ran 2 times"):
+        swa_utils.update_bn([jnp.ones((3, 2))], model)
+    assert model.norm.momentum == 0.99 and model.norm.use_running_average is False
+    with pytest.raises(TypeError, match="pass no variables"):
+        swa_utils.update_bn([jnp.ones((3, 2))], model, {"params": {}})
