@@ -83,7 +83,7 @@ def main() -> None:
     print(f"state_dict: {len(sd['state'])} parameters with", sorted(sd["state"][0]))
 
     linear = nnx.Linear(64, 4, rngs=nnx.Rngs(0))
-    nopt = optim.Adam(nnx.state(linear, nnx.Param), lr=0.05)
+    nopt = optim.Adam(nnx.state(linear, nnx.Param), lr=0.05)  # params: its pure dict
     graphdef = nnx.graphdef(linear)
 
     def nnx_loss(state):

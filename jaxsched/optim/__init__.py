@@ -17,6 +17,7 @@ from ._classes import RMSprop as RMSprop
 from ._classes import Rprop as Rprop
 from ._classes import SparseAdam as SparseAdam
 from ._engines import EngineInfo as EngineInfo
+from ._group_rules import split_groups as split_groups
 from ._hooks import RemovableHandle as RemovableHandle
 from ._hooks import register_optimizer_step_post_hook as register_optimizer_step_post_hook
 from ._hooks import register_optimizer_step_pre_hook as register_optimizer_step_pre_hook
@@ -47,5 +48,6 @@ __all__ = [
     "lr_scheduler",
     "register_optimizer_step_post_hook",
     "register_optimizer_step_pre_hook",
+    "split_groups",
     "swa_utils",
 ]

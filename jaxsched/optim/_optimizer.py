@@ -65,7 +65,11 @@ class Optimizer(Hooks):
                     raise KeyError(f"param_groups[{i}] has no 'params' entry: {dict(spec)!r}")
         specs = list(params) if _trees.is_group_list(params) else [{"params": params}]
         # torch's named form, [(name, array), ...]: a tree of nested dicts from the dotted names
-        specs = [{**spec, "params": _param_names.from_pairs(spec["params"])} for spec in specs]
+        # nnx states as their pure dicts (their paths, without nnx's ``.value``)
+        specs = [
+            {**spec, "params": _trees.plain(_param_names.from_pairs(spec["params"]))}
+            for spec in specs
+        ]
         trees = [spec["params"] for spec in specs]
         union = _trees.merge(trees)
         _trees.check_float_leaves(union)
@@ -284,6 +288,7 @@ class Optimizer(Hooks):
         if grad_leaves is None:
             grad_leaves, treedef = jax.tree_util.tree_flatten(grads)
             if treedef != self._treedef:
+                grads = _trees.plain(grads)  # e.g. nnx.grad's State for parameters given as one
                 grad_leaves, treedef = jax.tree_util.tree_flatten(grads, is_leaf=_is_none)
                 if treedef != self._treedef:
                     raise self._mismatch(grads)
@@ -364,6 +369,7 @@ class Optimizer(Hooks):
     def params(self, new: Any) -> None:
         """Replace the parameter values (e.g. weights loaded from a checkpoint); structure,
         shapes and dtypes must match.  The optimizer state is kept."""
+        new = _trees.plain(new)
         problem = _trees.first_mismatch(self._params, new)
         if problem is not None:
             raise ValueError(f"new params do not match the optimizer's: {problem}")
@@ -476,7 +482,10 @@ class Optimizer(Hooks):
         leaves join ``params``; existing groups keep their state.  Recompiles ``step``."""
         if not isinstance(param_group, Mapping) or "params" not in param_group:
             raise TypeError("param_group must be a dict with a 'params' entry")
-        param_group = {**param_group, "params": _param_names.from_pairs(param_group["params"])}
+        param_group = {
+            **param_group,
+            "params": _trees.plain(_param_names.from_pairs(param_group["params"])),
+        }
         _trees.check_float_leaves(param_group["params"])
         union = _trees.merge([self._params, param_group["params"]])
         values = self._values(param_group)

@@ -24,6 +24,20 @@ def is_group_list(params: Any) -> bool:
     )
 
 
+def plain(tree: Any) -> Any:
+    """``tree`` with every flax ``nnx.State`` in it (the tree itself, or values of plain dicts)
+    as its pure nested dict of arrays: the paths are the same (without nnx's ``.value``), so
+    that groups cut from one model's state merge, and a gradient ``State`` (``nnx.grad``)
+    matches parameters given as state or as dicts."""
+    if isinstance(tree, Mapping) and type(tree).__module__.startswith("flax.nnx"):
+        from flax import nnx  # installed: the tree holds one of its states
+
+        return nnx.to_pure_dict(tree)  # type: ignore[arg-type]
+    if type(tree) is dict:
+        return {key: plain(value) for key, value in tree.items()}
+    return tree
+
+
 def leaves_with_paths(tree: Any) -> list[tuple[KeyPath, Any]]:
     return jax.tree_util.tree_flatten_with_path(tree)[0]
 

@@ -83,11 +83,44 @@ def test_a_container_where_a_gradient_leaf_belongs_raises(fused, change, message
     assert int(opt.opt_state.inner[0].count) == 2
 
 
-def test_flax_state_trees_take_jax_flatten():
+def test_nnx_state_is_read_as_its_pure_dict():
     model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
     state = nnx.state(model, nnx.Param)
     opt = optim.SGD(state, lr=0.1)
-    assert opt._dict_tree is None
-    grads = jax.tree.map(jnp.ones_like, state)
+    assert opt._dict_tree is not None  # the fast reader applies to the pure dict
+    assert opt.param_groups[0]["param_names"] == ["bias", "kernel"]  # no nnx ".value"
+    grads = jax.tree.map(jnp.ones_like, state)  # a State, as nnx.grad returns
     new = opt.step(grads)
-    np.testing.assert_allclose(np.asarray(new["bias"][...]), -0.1 * np.ones(2), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(new["bias"]), -0.1 * np.ones(2), rtol=1e-6)
+    nnx.update(model, opt.params)
+    np.testing.assert_allclose(np.asarray(model.bias[...]), -0.1 * np.ones(2), rtol=1e-6)
+
+
+def test_nnx_model_in_several_groups_takes_nnx_grad():
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.body = nnx.Linear(3, 4, rngs=rngs)
+            self.head = nnx.Linear(4, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.head(nnx.relu(self.body(x)))
+
+    model = Net(nnx.Rngs(0))
+    state = nnx.state(model, nnx.Param)
+    opt = optim.AdamW(
+        [{"params": {"body": state["body"]}}, {"params": {"head": state["head"]}, "lr": 0.01}],
+        lr=0.1,
+    )
+    x = jnp.ones((5, 3))
+    grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)  # an nnx State
+    reference = optim.AdamW(
+        [{"params": {"body": nnx.to_pure_dict(state)["body"]}},
+         {"params": {"head": nnx.to_pure_dict(state)["head"]}, "lr": 0.01}],
+        lr=0.1,
+    )  # fmt: skip
+    new = opt.step(grads)
+    expected = reference.step(nnx.to_pure_dict(grads))
+    assert jax.tree.structure(new) == jax.tree.structure(expected)
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert opt.param_groups[1]["param_names"] == ["head.bias", "head.kernel"]
