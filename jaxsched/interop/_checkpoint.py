@@ -77,6 +77,25 @@ def _torch_names_by_order(model_sd: Mapping[str, Any], table: _links.LinkTable, 
     return [link.torch_name for link in table.links if link.flax_name in own]
 
 
+def _refuse_ambiguous_order(
+    state: Mapping[Any, Any], ids: list[Any], names: list[str], model_sd: Mapping[str, Any]
+) -> None:
+    seen: dict[tuple[int, ...], str] = {}
+    for pid, name in zip(ids, names, strict=True):
+        if not state.get(pid, state.get(str(pid))):
+            continue
+        shape = _tensors.shape_of(model_sd[name])
+        if shape in seen:
+            raise ValueError(
+                f"the torch optimizer state has no param_names, and {seen[shape]!r} and "
+                f"{name!r} share the shape {shape}: matching by position could put one's state "
+                f"on the other without any error.  Save from a torch optimizer built on "
+                f"model.named_parameters(), pass param_names=, or by_model_order=True if it "
+                f"was built on model.parameters()"
+            )
+        seen[shape] = name
+
+
 def load_torch_checkpoint(
     optimizer: Any,
     checkpoint: Any,
@@ -87,6 +106,7 @@ def load_torch_checkpoint(
     rules: _links.Rules = None,
     layouts: _links.Layouts = None,
     param_names: Sequence[Sequence[str]] | None = None,
+    by_model_order: bool = False,
     model_key: str = "model",
     optimizer_key: str = "optimizer",
     scheduler_key: str = "lr_scheduler",
@@ -102,7 +122,10 @@ def load_torch_checkpoint(
     - The optimizer state ``checkpoint[optimizer_key]`` is matched by its ``param_names``
       (torch 2.13 writes them when the optimizer was built on ``named_parameters()``), else
       by ``param_names=`` given here (torch names, one list per group), else, for a single
-      group, by torch's ``model.parameters()`` order; several unnamed groups are refused.
+      group, by torch's ``model.parameters()`` order: only where that cannot swap state (no
+      two parameters with state share a shape) or where you vouch for it with
+      ``by_model_order=True`` (the torch optimizer was built on ``model.parameters()``).
+      Several unnamed groups are refused.
       Every buffer of a parameter's shape goes through that parameter's layout.  The
       optimizer's groups must be torch's, in torch's order (build them with
       :func:`jaxsched.optim.split_groups` and the recipe's rule).
@@ -135,8 +158,9 @@ def load_torch_checkpoint(
         optimizer.params, [converted[by_flax[n].flax_path] for n in own_names]
     )
     state_dict = _optimizer_state(
-        checkpoint[optimizer_key], model_sd, table, by_torch, set(own_names), param_names
-    )
+        checkpoint[optimizer_key], model_sd, table, by_torch, set(own_names), param_names,
+        by_model_order,
+    )  # fmt: skip
     scheduler_map = _scheduler_map(schedulers, scheduler_key)
     for key in [*scheduler_map, *([scaler_key] if scaler is not None else [])]:
         if key not in checkpoint:
@@ -163,6 +187,7 @@ def _optimizer_state(
     by_torch: Mapping[str, _links.Link],
     own: set[str],
     param_names: Sequence[Sequence[str]] | None,
+    by_model_order: bool,
 ) -> dict[str, Any]:
     """torch's optimizer state dict with our names and layouts (ids kept)."""
     groups = list(torch_sd["param_groups"])
@@ -185,6 +210,8 @@ def _optimizer_state(
                     "pass param_names=[[torch names of group 0], ...]"
                 )
             names = _torch_names_by_order(model_sd, table, own)
+            if len(names) == len(ids) and not by_model_order:
+                _refuse_ambiguous_order(state, ids, names, model_sd)
         if len(names) != len(ids):
             raise ValueError(
                 f"param_groups[{g}] has {len(ids)} params and {len(names)} param_names"

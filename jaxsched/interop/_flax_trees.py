@@ -4,6 +4,7 @@ a bare parameter dict, an nnx ``State`` or an nnx ``Module`` (updated in place).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,11 +34,8 @@ def _plain(tree: Any) -> Any:
 
 
 def _is_nnx(value: Any, kind: str) -> bool:
-    if not type(value).__module__.startswith("flax"):
-        return False
-    from flax import nnx
-
-    return isinstance(value, getattr(nnx, kind))
+    nnx = sys.modules.get("flax.nnx")  # not imported: value cannot be one of its objects
+    return nnx is not None and isinstance(value, getattr(nnx, kind))
 
 
 def read(target: Any) -> FlaxTree:
