@@ -255,6 +255,7 @@ def nnx_grads(model, x, y):
     return nnx.grad(lambda m: jnp.mean((m(x) - y) ** 2))(model)  # a State of the Params
 
 
+@pytest.mark.filterwarnings("ignore:scatter inputs have incompatible types:FutureWarning")
 def test_an_nnx_model_resumes_from_torch(tmp_path, x64):
     torch_model, trajectory, batches = torch_cnn_run(tmp_path)
     model = NnxCNN(nnx.Rngs(0), dtype=jnp.float64)
@@ -334,3 +335,94 @@ def test_ten_square_layers_named_or_in_model_order_load_exactly(x64, named, reve
         expected = torch_state[torch_name]["exp_avg"].numpy()
         got = ours["state"][pid]["exp_avg"]
         np.testing.assert_array_equal(got, expected.T if leaf == "kernel" else expected)
+
+
+def small_linear_checkpoint(optimizer_cls, **kwargs):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2)).double()
+    opt = optimizer_cls(model.named_parameters(), **kwargs)
+    model(torch.randn(4, 3, dtype=torch.float64)).sum().backward()
+    opt.step()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=3)
+    return model, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                   "scaler": scaler.state_dict(), "epoch": 7}  # fmt: skip
+
+
+def small_linear_params():
+    return {"0": {"kernel": jnp.zeros((3, 2)), "bias": jnp.zeros(2)}}
+
+
+def test_the_weights_are_set_with_the_state_and_the_scaler_loads(x64):
+    """One source of truth: the optimizer's parameters come from the checkpoint in the same
+    call (forgetting them used to train on from the old weights)."""
+    from jaxsched.amp import GradScaler
+
+    model, checkpoint = small_linear_checkpoint(torch.optim.Adam, lr=0.1)
+    opt = optim.Adam(small_linear_params(), lr=0.1)
+    scaler = GradScaler("cpu")
+    out = interop.load_torch_checkpoint(opt, checkpoint, scaler=scaler)
+    np.testing.assert_array_equal(opt.params["0"]["kernel"], model[0].weight.detach().numpy().T)
+    assert out == {"model": out["model"], "epoch": 7}
+    assert scaler.get_scale() == 1024.0 and scaler.get_growth_interval() == 3
+    # and back: the scaler's state dict as torch reads it
+    written = interop.to_torch_checkpoint(opt, scaler=scaler)
+    torch_scaler = torch.amp.GradScaler("cpu")
+    torch_scaler.load_state_dict(written["scaler"])
+    assert torch_scaler.get_scale() == 1024.0
+
+
+def test_factored_state_and_lbfgs_are_refused_not_guessed(x64):
+    _, checkpoint = small_linear_checkpoint(torch.optim.Adafactor, lr=0.01)
+    opt = optim.Adafactor(small_linear_params(), lr=0.01)
+    with pytest.raises(
+        NotImplementedError, match=r"'row_var' of shape .* cannot follow the linear"
+    ):
+        interop.load_torch_checkpoint(opt, checkpoint)
+    with pytest.raises(NotImplementedError, match="LBFGS keeps its history"):
+        interop.load_torch_checkpoint(optim.LBFGS(small_linear_params()), checkpoint)
+
+
+def test_missing_entries_and_unnamed_groups_are_named(x64):
+    _, checkpoint = small_linear_checkpoint(torch.optim.SGD, lr=0.1, momentum=0.9)
+    opt = optim.SGD(small_linear_params(), lr=0.1, momentum=0.9)
+    with pytest.raises(KeyError, match="no 'lr_scheduler' entry"):
+        interop.load_torch_checkpoint(
+            opt, checkpoint, schedulers=lr_scheduler.StepLR(opt, step_size=1)
+        )
+    saved = checkpoint["optimizer"]
+    hyper = {
+        k: v for k, v in saved["param_groups"][0].items() if k not in ("params", "param_names")
+    }
+    groups = [{**hyper, "params": [0]}, {**hyper, "params": [1]}]
+    unnamed = {**checkpoint, "optimizer": {"state": saved["state"], "param_groups": groups}}
+    with pytest.raises(ValueError, match="several param_groups and no param_names"):
+        interop.load_torch_checkpoint(opt, unnamed)
+
+
+def test_the_functional_route_takes_the_loaded_state_and_gives_it_back(x64):
+    """Users with their own jitted step: the optimizer converts, ``tx``/``opt_state`` run."""
+    model, checkpoint = small_linear_checkpoint(torch.optim.AdamW, lr=0.1, weight_decay=0.1)
+    opt = optim.AdamW(small_linear_params(), lr=0.1, weight_decay=0.1)
+    interop.load_torch_checkpoint(opt, checkpoint)
+    tx, state, params = opt.tx, opt.opt_state, opt.params
+    torch_opt = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1)
+    torch_opt.load_state_dict(checkpoint["optimizer"])
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        g_w, g_b = rng.normal(size=(2, 3)), rng.normal(size=2)
+        model[0].weight.grad, model[0].bias.grad = torch.tensor(g_w), torch.tensor(g_b)
+        torch_opt.step()
+        grads = {"0": {"kernel": jnp.asarray(g_w.T), "bias": jnp.asarray(g_b)}}
+        updates, state = jax.jit(tx.update)(grads, state, params)
+        params = jax.tree.map(jnp.add, params, updates)
+    np.testing.assert_allclose(
+        params["0"]["kernel"], model[0].weight.detach().numpy().T, rtol=1e-12
+    )
+    opt.opt_state, opt.params = state, params  # back into the optimizer, then to torch
+    written = interop.to_torch_checkpoint(opt, names=model.state_dict())
+    assert written["optimizer"]["param_groups"][0]["param_names"] == ["0.weight", "0.bias"]
+    assert int(written["optimizer"]["state"][0]["step"]) == 4
+    np.testing.assert_allclose(
+        written["optimizer"]["state"][0]["exp_avg"].numpy(),
+        torch_opt.state_dict()["state"][0]["exp_avg"].numpy(), rtol=1e-12,
+    )  # fmt: skip
