@@ -140,14 +140,7 @@ def load_torch_checkpoint(
     model_sd = checkpoint[model_key]
     tree = _flax_trees.read(optimizer.params if variables is None else variables)
     table = _weights.link_table(model_sd, tree, rules, layouts)
-    flat = _flax_trees.leaves(tree.pure)
-    converted = {
-        link.flax_path: _flax_trees.placed(
-            link.layout.to_flax(_tensors.to_numpy(model_sd[link.torch_name])),
-            flat[link.flax_path],
-        )
-        for link in table.links
-    }
+    converted = _weights.converted_leaves(model_sd, tree, table)
     by_flax = table.by_flax_name()
     by_torch = table.by_torch_name()
     own_names = _param_names.names_of(optimizer.params)

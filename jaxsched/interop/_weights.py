@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from . import _flax_trees, _layouts, _links, _tensors
@@ -46,16 +48,34 @@ def torch_to_flax(
     the batch term).  ``num_batches_tracked`` has no flax counterpart and is left out.
     """
     tree = _flax_trees.read(target)
-    table = link_table(state_dict, tree, rules, layouts)
-    old = _flax_trees.leaves(tree.pure)
-    new = {
-        link.flax_path: _flax_trees.placed(
-            link.layout.to_flax(_tensors.to_numpy(state_dict[link.torch_name])),
-            old[link.flax_path],
-        )
-        for link in table.links
-    }
+    new = converted_leaves(state_dict, tree, link_table(state_dict, tree, rules, layouts))
     return tree.rebuild(_flax_trees.with_leaves(tree.pure, new))
+
+
+def converted_leaves(
+    state_dict: Mapping[str, Any], tree: _flax_trees.FlaxTree, table: _links.LinkTable
+) -> dict[tuple[Any, ...], Any]:
+    """The linked torch tensors in their flax layout, dtype and placement, by flax path; a
+    narrowing of precision (torch float64 into a float32 leaf) is converted as the target says
+    and reported in one ``UserWarning``."""
+    old = _flax_trees.leaves(tree.pure)
+    new, narrowed = {}, []
+    for link in table.links:
+        value = link.layout.to_flax(_tensors.to_numpy(state_dict[link.torch_name]))
+        like = old[link.flax_path]
+        target = np.dtype(getattr(like, "dtype", value.dtype))
+        floats = jnp.issubdtype(value.dtype, jnp.floating) and jnp.issubdtype(target, jnp.floating)
+        if floats and jnp.finfo(value.dtype).bits > jnp.finfo(target).bits:
+            narrowed.append(f"{link.torch_name} ({value.dtype} -> {target})")
+        new[link.flax_path] = _flax_trees.placed(value, like)
+    if narrowed:
+        warnings.warn(
+            f"{len(narrowed)} torch tensors were rounded to the target's narrower dtype, "
+            f"e.g. {', '.join(narrowed[:3])}: give a target of torch's dtype to keep them exact",
+            UserWarning,
+            stacklevel=3,
+        )
+    return new
 
 
 def _default_layout(path: tuple[Any, ...], leaf: Any) -> _layouts.Layout:

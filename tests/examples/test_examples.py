@@ -120,3 +120,11 @@ def test_training_loop_recipe_follows_torch():
     assert sum(line.startswith("step") for line in lines) == 10
     for line in lines[-3:]:  # loss, params and EMA differences to torch (float64)
         assert float(line.split()[-1]) < 1e-12, line
+
+
+def test_migrate_torch_checkpoint_continues_both_ways():
+    out = run("migrate_torch_checkpoint.py", "--before", "3", "--after", "3")
+    assert "resumed at epoch 3" in out and "weights_only=True" in out
+    rows = [line.split() for line in out.splitlines() if line[:4].strip().isdigit()]
+    assert len(rows) == 6
+    assert all(float(row[-1]) < 1e-12 for row in rows)  # float64: rounding only
