@@ -439,3 +439,41 @@ def test_averaged_model_keeps_shardings(layout):
         state = swa_utils.AverageState(model.module, model.n_averaged)
         text = model._update.lower(state, grads_at(0, layout)).compile().as_text()
         assert not collectives(text)
+
+
+@pytest.mark.parametrize("layout", ["fsdp", "2d"])
+def test_a_torch_checkpoint_loads_onto_the_shardings(layout):
+    """interop: weights and optimizer state from a torch checkpoint go from the host straight
+    to the parameters' shardings (and a transposed kernel to its abstract target's)."""
+    from jaxsched import interop
+
+    host = host_tree()
+    named = [(f"{part}.{k}", torch.tensor(v)) for part in ("body", "head")
+             for k, v in sorted(host[part].items())]  # fmt: skip
+    tensors = [torch.nn.Parameter(t.clone()) for _, t in named]
+    torch_opt = torch.optim.Adam(
+        [{"params": [(n, p) for (n, _), p in zip(named, tensors, strict=True)][:2]},
+         {"params": [(n, p) for (n, _), p in zip(named, tensors, strict=True)][2:], "lr": 0.05}],
+        lr=0.01,
+    )  # fmt: skip
+    for p in tensors:
+        p.grad = torch.randn_like(p)
+    torch_opt.step()
+    checkpoint = {
+        "model": {n: p.detach() for (n, _), p in zip(named, tensors, strict=True)},
+        "optimizer": torch_opt.state_dict(),
+    }
+    opt = optim.Adam(groups(placed(jax.tree.map(np.zeros_like, host), layout)), lr=0.01)
+    one = optim.Adam(groups(jax.tree.map(jnp.zeros_like, host)), lr=0.01)
+    interop.load_torch_checkpoint(opt, checkpoint)
+    interop.load_torch_checkpoint(one, checkpoint)
+    assert_placed_like_params(opt.params, layout)
+    assert_state_placed(opt, layout)
+    for a, b in zip(jax.tree.leaves(opt.opt_state), jax.tree.leaves(one.opt_state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    sharding = LAYOUTS[layout]["w"]
+    target = {"kernel": jax.ShapeDtypeStruct((64, 24), jnp.float32, sharding=sharding)}
+    weight = torch.randn(24, 64)
+    out = interop.torch_to_flax({"weight": weight}, target, layouts={"weight": "linear"})
+    assert out["kernel"].sharding.is_equivalent_to(sharding, 2)
+    np.testing.assert_array_equal(np.asarray(out["kernel"]), weight.numpy().T)
