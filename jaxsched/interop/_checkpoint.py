@@ -71,7 +71,7 @@ def _entry(
     )
 
 
-def _torch_names_by_order(model_sd: Mapping[str, Any], table: _links.LinkTable, own: set[str]):
+def _torch_names_by_order(table: _links.LinkTable, own: set[str]) -> list[str]:
     """torch's ``model.parameters()`` order: the state dict's entries that are parameters of
     the optimizer (buffers, tied repeats and counters left out)."""
     return [link.torch_name for link in table.links if link.flax_name in own]
@@ -202,7 +202,7 @@ def _optimizer_state(
                     "optimizer on model.named_parameters() (torch 2.13 then saves the names) or "
                     "pass param_names=[[torch names of group 0], ...]"
                 )
-            names = _torch_names_by_order(model_sd, table, own)
+            names = _torch_names_by_order(table, own)
             if len(names) == len(ids) and not by_model_order:
                 _refuse_ambiguous_order(state, ids, names, model_sd)
         if len(names) != len(ids):
@@ -278,15 +278,34 @@ def to_torch_checkpoint(
     tree = dataclasses.replace(tree, pure=_flax_trees.with_leaves(tree.pure, current))
     model_sd = _weights.tree_to_torch(tree, names, rules, layouts)
     table = _weights.export_table(tree, names, rules, layouts)
+    shapes = {name: tuple(np.shape(v)) for name, v in own_pairs}
+    optimizer_sd = _torch_optimizer_state(optimizer.state_dict(), table, list(model_sd), shapes)
+    out: dict[str, Any] = {
+        model_key: model_sd,
+        optimizer_key: _tensors.weights_only_safe(optimizer_sd),
+    }
+    for key, scheduler in _scheduler_map(schedulers, scheduler_key).items():
+        out[key] = _tensors.weights_only_safe(scheduler.state_dict())
+    if scaler is not None:
+        out[scaler_key] = _tensors.weights_only_safe(scaler.state_dict())
+    out.update(extra or {})
+    return out
+
+
+def _torch_optimizer_state(
+    ours: Mapping[str, Any],
+    table: _links.LinkTable,
+    torch_order: list[str],
+    flax_shapes: Mapping[str, tuple[int, ...]],
+) -> dict[str, Any]:
+    """Our optimizer state dict in torch's names and layouts, the parameters of each group
+    renumbered in the torch model's order."""
     torch_of = {link.flax_name: link.torch_name for link in table.links}
     layout_of = {link.flax_name: link.layout for link in table.links}
-    order = list(model_sd)
-    position = {name: i for i, name in enumerate(order)}
-    ours = optimizer.state_dict()
+    position = {name: i for i, name in enumerate(torch_order)}
     state: dict[int, dict[str, Any]] = {}
     groups = []
     next_id = 0
-    flax_shape = {name: tuple(np.shape(v)) for name, v in own_pairs}
     for group in ours["param_groups"]:
         pairs = sorted(
             zip(group["params"], group["param_names"], strict=True),
@@ -299,20 +318,11 @@ def to_torch_checkpoint(
                 layout = layout_of[flax_name]
                 where = f"optimizer state of {flax_name!r}"
                 state[next_id] = {
-                    field: _entry(field, v, flax_shape[flax_name], layout.to_torch, layout, where)
+                    field: _entry(field, v, flax_shapes[flax_name], layout.to_torch, layout, where)
                     for field, v in entries.items()
                 }
             ids.append(next_id)
             next_id += 1
         hyper = {k: v for k, v in group.items() if k not in ("params", "param_names")}
         groups.append({**hyper, "params": ids, "param_names": [torch_of[n] for _, n in pairs]})
-    out: dict[str, Any] = {
-        model_key: model_sd,
-        optimizer_key: _tensors.weights_only_safe({"state": state, "param_groups": groups}),
-    }
-    for key, scheduler in _scheduler_map(schedulers, scheduler_key).items():
-        out[key] = _tensors.weights_only_safe(scheduler.state_dict())
-    if scaler is not None:
-        out[scaler_key] = _tensors.weights_only_safe(scaler.state_dict())
-    out.update(extra or {})
-    return out
+    return {"state": state, "param_groups": groups}
