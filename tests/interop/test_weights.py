@@ -12,6 +12,8 @@ import pytest
 import torch
 from flax import linen as nn
 from flax import nnx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxsched import interop
 
@@ -179,3 +181,22 @@ def test_nnx_state_and_module_targets():
     assert list(back) == list(torch_model.state_dict())
     for name, tensor in torch_model.state_dict().items():
         assert torch.equal(back[name], tensor), name
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    layout=st.sampled_from(["same", "linear", "conv", "conv_transpose"]),
+    shape=st.lists(st.integers(1, 4), min_size=2, max_size=5),
+)
+def test_every_layout_is_inverted_by_its_way_back(layout, shape):
+    from jaxsched.interop._layouts import named
+
+    if layout == "linear":
+        shape = shape[:2]
+    if layout.startswith("conv") and len(shape) < 3:
+        shape = [*shape, 2]
+    x = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    chosen = named(layout)
+    there = chosen.to_flax(x)
+    assert there.shape == chosen.flax_shape(tuple(shape))
+    np.testing.assert_array_equal(chosen.to_torch(there), x)
