@@ -13,8 +13,9 @@ any flax leaf without a torch entry, raises with both lists.
 
 Layouts.  Linear ``(out, in)`` <-> Dense ``(in, out)``; Conv ``(out, in, *k)`` <-> ``(*k, in,
 out)``; ConvTranspose ``(in, out, *k)`` <-> flax's ``(*k, in, out)`` with the kernel flipped
-(nnx ``ConvTranspose`` modules are recognised; for linen trees or square kernels say
-``layouts={regex: "conv_transpose"}``); norm scales and biases, embeddings and running
+(nnx ``ConvTranspose`` modules are recognised, and torch's when the torch model is given
+instead of its state dict; otherwise say ``layouts={regex: "conv_transpose"}``: a square
+kernel's shape cannot tell); norm scales and biases, embeddings and running
 statistics as they are.  ``layouts`` (regex on the torch name -> a built-in name or a
 :class:`Layout` of two functions) overrides anything.
 

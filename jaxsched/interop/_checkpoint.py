@@ -253,7 +253,8 @@ def to_torch_checkpoint(
     - ``checkpoint[model_key]``: the weights as a torch state dict (:func:`flax_to_torch`),
       the parameters taken from ``optimizer.params`` (the trained ones) and the rest
       (``batch_stats``) from ``variables`` when given; ``names``: the torch model's
-      ``state_dict()`` (keys, order, dtypes, tied entries and counters; recommended).
+      ``state_dict()`` or the model (keys, order, dtypes, tied entries and counters;
+      recommended).
     - ``checkpoint[optimizer_key]``: the optimizer's state dict with torch's names
       (``param_names``) and layouts, parameters numbered in the torch model's order within
       each group (what ``torch.optim`` built on ``named_parameters()`` in that order expects),
@@ -261,6 +262,7 @@ def to_torch_checkpoint(
     - the schedulers' and ``scaler``'s state dicts, and ``extra`` entries (``epoch``, ...).
     """
     _refuse(optimizer)
+    names, layouts = _weights.torch_side(names, layouts)
     source = optimizer.params if variables is None else variables
     tree = _flax_trees.read(source)
     flat = _flax_trees.leaves(tree.pure)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -10,6 +12,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _flax_trees, _layouts, _links, _tensors
+
+
+def torch_side(source: Any, layouts: _links.Layouts) -> tuple[Any, _links.Layouts]:
+    """A torch ``nn.Module`` as its state dict, its transposed convolutions' weights given the
+    ``conv_transpose`` layout (after the caller's ``layouts``, which win); a state dict as it
+    is.  A module tells what a state dict cannot: which square kernels are transposed."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(source, torch.nn.Module):
+        return source, layouts
+    found: dict[str, _layouts.Layout | str] = dict(layouts or {})
+    for name, module in source.named_modules():
+        if isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
+            found.setdefault(re.escape(f"{name}.weight" if name else "weight"), "conv_transpose")
+    return source.state_dict(), found
 
 
 def link_table(
@@ -31,8 +47,9 @@ def torch_to_flax(
     rules: _links.Rules = None,
     layouts: _links.Layouts = None,
 ) -> Any:
-    """torch model weights (``model.state_dict()``: tensors or numpy arrays) as the flax
-    weights ``target`` has, in ``target``'s form.
+    """torch model weights (``model.state_dict()``: tensors or numpy arrays; or the torch
+    model itself, whose transposed convolutions are then recognised) as the flax weights
+    ``target`` has, in ``target``'s form.
 
     ``target`` gives the names, shapes, dtypes and placement: a linen variables dict
     (``{"params": ..., "batch_stats": ...}``), a bare parameter dict, an nnx ``State``, or an
@@ -47,6 +64,7 @@ def torch_to_flax(
     flax updates it with the biased variance from then on (a factor ``n/(n-1)`` per update on
     the batch term).  ``num_batches_tracked`` has no flax counterpart and is left out.
     """
+    state_dict, layouts = torch_side(state_dict, layouts)
     tree = _flax_trees.read(target)
     new = converted_leaves(state_dict, tree, link_table(state_dict, tree, rules, layouts))
     return tree.rebuild(_flax_trees.with_leaves(tree.pure, new))
@@ -93,13 +111,14 @@ def flax_to_torch(
     """flax weights (any form :func:`torch_to_flax` takes) as a torch state dict of CPU
     tensors, ready for ``model.load_state_dict`` and ``torch.save``.
 
-    ``names``: the torch model's ``state_dict()`` (recommended): the output has exactly its
-    keys in its order and its dtypes; tied entries get one shared tensor, and entries flax has
-    no counterpart for (``num_batches_tracked``, buffers dropped by ``rules``) are copied from
-    it.  Without ``names``, each leaf's torch name is its path in torch's style
-    (``"conv1.kernel"`` -> ``"conv1.weight"``) and a ``kernel`` is a Linear (2-d) or a
-    convolution (more): give ``layouts`` for transposed convolutions.
+    ``names``: the torch model's ``state_dict()`` or the model (recommended): the output has
+    exactly its keys in its order and its dtypes; tied entries get one shared tensor, and
+    entries flax has no counterpart for (``num_batches_tracked``, buffers dropped by
+    ``rules``) are copied from it.  Without ``names``, each leaf's torch name is its path in
+    torch's style (``"conv1.kernel"`` -> ``"conv1.weight"``) and a ``kernel`` is a Linear
+    (2-d) or a convolution (more): give ``layouts`` for transposed convolutions.
     """
+    names, layouts = torch_side(names, layouts)
     return tree_to_torch(_flax_trees.read(params), names, rules, layouts)
 
 

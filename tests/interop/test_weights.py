@@ -200,3 +200,27 @@ def test_every_layout_is_inverted_by_its_way_back(layout, shape):
     there = chosen.to_flax(x)
     assert there.shape == chosen.flax_shape(tuple(shape))
     np.testing.assert_array_equal(chosen.to_torch(there), x)
+
+
+def test_a_torch_model_tells_its_square_transposed_convolutions():
+    """From a state dict a square ConvTranspose kernel reads as a convolution; from the model
+    itself it is recognised, both ways."""
+
+    class Up(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = torch.nn.ConvTranspose2d(3, 3, 2, stride=2)
+
+    torch.manual_seed(0)
+    model = Up()
+    module = nn.ConvTranspose(3, (2, 2), strides=(2, 2), padding="VALID")
+    x = np.random.default_rng(0).normal(size=(1, 3, 3, 3)).astype(np.float32)
+    params = {"up": module.init(jax.random.key(0), jnp.asarray(nchw_to_nhwc(x)))["params"]}
+    converted = interop.torch_to_flax(model, params)
+    got = module.apply({"params": converted["up"]}, jnp.asarray(nchw_to_nhwc(x)))
+    expected = nchw_to_nhwc(model.up(torch.tensor(x)).detach().numpy())
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6)
+    back = interop.flax_to_torch(converted, names=model)
+    assert torch.equal(back["up.weight"], model.up.weight.detach())
+    wrong = interop.torch_to_flax(model.state_dict(), params)  # the documented ambiguity
+    assert not np.allclose(wrong["up"]["kernel"], converted["up"]["kernel"])
