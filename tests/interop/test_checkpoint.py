@@ -33,6 +33,28 @@ def gpt_batches(n, seed=0):
     ]
 
 
+def run_saving_midway(model, opt, sched, batches, loss_of, path, step_key):
+    """torch's loop over ``batches``, saving the conventional checkpoint before step
+    STEPS_BEFORE (its step under ``step_key``); returns the state dicts after each later
+    step."""
+    trajectory = []
+    for step, batch in enumerate(batches):
+        if step == STEPS_BEFORE:
+            torch.save(
+                {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "lr_scheduler": sched.state_dict(), step_key: step},
+                path,
+            )  # fmt: skip
+        loss = loss_of(model, *batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step >= STEPS_BEFORE:
+            trajectory.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    return trajectory
+
+
 def torch_cnn_run(tmp_path, dtype=torch.float64):
     """torchvision's recipe in small: SGD + nesterov, no weight decay on norms and biases,
     StepLR; saved after STEPS_BEFORE steps, then continued."""
@@ -47,21 +69,12 @@ def torch_cnn_run(tmp_path, dtype=torch.float64):
     )  # fmt: skip
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
     batches = cnn_batches(STEPS_BEFORE + STEPS_AFTER)
-    trajectory = []
-    for step, (x, y) in enumerate(batches):
-        if step == STEPS_BEFORE:
-            torch.save(
-                {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "lr_scheduler": sched.state_dict(), "epoch": step},
-                tmp_path / "ckpt.pt",
-            )  # fmt: skip
-        loss = ((model(torch.tensor(x, dtype=dtype)) - torch.tensor(y, dtype=dtype)) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step >= STEPS_BEFORE:
-            trajectory.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    def loss_of(model, x, y):
+        return ((model(torch.tensor(x, dtype=dtype)) - torch.tensor(y, dtype=dtype)) ** 2).mean()
+
+    path = tmp_path / "ckpt.pt"
+    trajectory = run_saving_midway(model, opt, sched, batches, loss_of, path, "epoch")
     return model, trajectory, batches
 
 
@@ -210,24 +223,15 @@ def test_nanogpt_with_tied_embeddings_resumes_in_jax(tmp_path, x64):
     warmup = lambda step: min(1.0, (step + 1) / 3)  # noqa: E731
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup)
     batches = gpt_batches(STEPS_BEFORE + STEPS_AFTER)
-    trajectory = []
-    for step, (idx, targets) in enumerate(batches):
-        if step == STEPS_BEFORE:
-            torch.save(
-                {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "lr_scheduler": sched.state_dict(), "iter_num": step},
-                tmp_path / "ckpt.pt",
-            )  # fmt: skip
+
+    def loss_of(model, idx, targets):
         logits = model(torch.tensor(idx))
-        loss = torch.nn.functional.cross_entropy(
+        return torch.nn.functional.cross_entropy(
             logits.view(-1, VOCAB), torch.tensor(targets).view(-1)
         )
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step >= STEPS_BEFORE:
-            trajectory.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    path = tmp_path / "ckpt.pt"
+    trajectory = run_saving_midway(model, opt, sched, batches, loss_of, path, "iter_num")
 
     model_def = LinenGPT()
     variables = model_def.init(jax.random.key(0), jnp.ones((1, CONTEXT), jnp.int32))
