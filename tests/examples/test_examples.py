@@ -128,3 +128,14 @@ def test_migrate_torch_checkpoint_continues_both_ways():
     rows = [line.split() for line in out.splitlines() if line[:4].strip().isdigit()]
     assert len(rows) == 6
     assert all(float(row[-1]) < 1e-12 for row in rows)  # float64: rounding only
+
+
+def test_swa_recipe_follows_torch():
+    out = run("swa_vs_torch.py", "--epochs", "6", "--swa-start", "3")
+    rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
+    assert len(rows) == 6 and all(row[1] == row[2] for row in rows)  # lrs printed equal
+    assert "averaged 3 times (torch 3)" in out
+    weights, stats = (
+        float(v.rstrip(",")) for v in out.split("weights ")[1].split(" BatchNorm statistics ")
+    )
+    assert weights < 1e-12 and stats < 1e-12
