@@ -132,6 +132,7 @@ def torch_named_groups(model):
     return decay, no_decay
 
 
+@pytest.mark.slow
 def test_a_jaxsched_run_continues_in_torch(tmp_path, x64):
     """The reverse: train here, write a checkpoint torch loads with weights_only=True, and
     torch's next steps equal ours."""
@@ -208,6 +209,7 @@ def gpt_loss(model_def):
     return jax.jit(jax.grad(loss))
 
 
+@pytest.mark.slow
 def test_nanogpt_with_tied_embeddings_resumes_in_jax(tmp_path, x64):
     """nanoGPT's configure_optimizers (decay by dim, named), AdamW, a warmup lambda; the tied
     lm_head is one flax leaf."""
@@ -263,6 +265,7 @@ def nnx_grads(model, x, y):
     return nnx.grad(lambda m: jnp.mean((m(x) - y) ** 2))(model)  # a State of the Params
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:scatter inputs have incompatible types:FutureWarning")
 def test_an_nnx_model_resumes_from_torch(tmp_path, x64):
     torch_model, trajectory, batches = torch_cnn_run(tmp_path)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from jaxsched.interop.__main__ import main
@@ -14,6 +15,7 @@ from jaxsched.interop.__main__ import main
 from .test_checkpoint import torch_cnn_run
 
 
+@pytest.mark.slow
 def test_to_jax_and_back_to_torch_keeps_every_entry(tmp_path, x64):
     torch_cnn_run(tmp_path)  # writes tmp_path / "ckpt.pt" mid-run
     setup = "tests.interop.recipe_setup:setup"
