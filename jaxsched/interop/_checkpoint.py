@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,14 @@ Schedulers = Any  # one scheduler (under ``scheduler_key``) or {checkpoint key: 
 def _read(checkpoint: Any) -> Mapping[str, Any]:
     if isinstance(checkpoint, (str, os.PathLike)):
         torch = _tensors.torch_module()
-        return torch.load(checkpoint, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:  # e.g. torchvision's "args" (a Namespace)
+            raise ValueError(
+                f"{os.fspath(checkpoint)} holds objects torch.load(weights_only=True) refuses "
+                f"(torchvision's reference saves its argparse 'args'); if you trust the file, "
+                f"load it with torch.load(path, weights_only=False) and pass the dict"
+            ) from error
     if not isinstance(checkpoint, Mapping):
         raise TypeError(
             f"checkpoint must be a path or the dict torch.save wrote, got "

@@ -383,6 +383,18 @@ def test_the_weights_are_set_with_the_state_and_the_scaler_loads(x64):
     assert torch_scaler.get_scale() == 1024.0
 
 
+def test_a_checkpoint_weights_only_refuses_says_how_to_load_it(tmp_path, x64):
+    import argparse
+
+    _, checkpoint = small_linear_checkpoint(torch.optim.SGD, lr=0.1)
+    torch.save({**checkpoint, "args": argparse.Namespace(lr=0.1)}, tmp_path / "tv.pt")
+    opt = optim.SGD(small_linear_params(), lr=0.1)
+    with pytest.raises(ValueError, match=r"torchvision's reference saves its argparse 'args'"):
+        interop.load_torch_checkpoint(opt, tmp_path / "tv.pt")
+    trusted = torch.load(tmp_path / "tv.pt", weights_only=False)
+    assert interop.load_torch_checkpoint(opt, trusted)["args"].lr == 0.1
+
+
 def test_factored_state_and_lbfgs_are_refused_not_guessed(x64):
     _, checkpoint = small_linear_checkpoint(torch.optim.Adafactor, lr=0.01)
     opt = optim.Adafactor(small_linear_params(), lr=0.01)
