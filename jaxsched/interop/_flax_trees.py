@@ -38,6 +38,14 @@ def _is_nnx(value: Any, kind: str) -> bool:
     return nnx is not None and isinstance(value, getattr(nnx, kind))
 
 
+def _weights_filter() -> Any:
+    """nnx's variables torch has counterparts for: parameters and batch statistics (not, e.g.,
+    a Dropout's RNG key and count, which stay as they are)."""
+    from flax import nnx
+
+    return nnx.Any(nnx.Param, nnx.BatchStat)
+
+
 def read(target: Any) -> FlaxTree:
     """``target`` as a :class:`FlaxTree`."""
     if _is_nnx(target, "Module"):
@@ -53,7 +61,9 @@ def read(target: Any) -> FlaxTree:
             nnx.update(target, pure)
             return target
 
-        return FlaxTree(nnx.to_pure_dict(nnx.state(target)), False, update, known)
+        return FlaxTree(
+            nnx.to_pure_dict(nnx.state(target, _weights_filter())), False, update, known
+        )
     if _is_nnx(target, "State"):
         from flax import nnx
 
@@ -62,7 +72,9 @@ def read(target: Any) -> FlaxTree:
             nnx.replace_by_pure_dict(state, pure)
             return state
 
-        return FlaxTree(nnx.to_pure_dict(target), False, replaced)
+        return FlaxTree(
+            nnx.to_pure_dict(nnx.filter_state(target, _weights_filter())), False, replaced
+        )
     if not isinstance(target, Mapping):
         raise TypeError(
             f"target must be flax weights (a linen variables or params dict, an nnx State or "

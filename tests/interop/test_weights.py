@@ -224,3 +224,25 @@ def test_a_torch_model_tells_its_square_transposed_convolutions():
     assert torch.equal(back["up.weight"], model.up.weight.detach())
     wrong = interop.torch_to_flax(model.state_dict(), params)  # the documented ambiguity
     assert not np.allclose(wrong["up"]["kernel"], converted["up"]["kernel"])
+
+
+def test_nnx_rng_state_is_left_alone():
+    """A Dropout's RNG key and count have no torch counterpart: only parameters and batch
+    statistics are converted, the rest of the model is kept."""
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.fc = nnx.Linear(3, 2, rngs=rngs)
+            self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2)
+    sd = {"fc.weight": layer.weight.detach(), "fc.bias": layer.bias.detach()}
+    model = Net(nnx.Rngs(0))
+    key = np.asarray(jax.random.key_data(model.drop.rngs.key[...]))
+    interop.torch_to_flax(sd, model)
+    np.testing.assert_array_equal(model.fc.kernel[...], layer.weight.detach().numpy().T)
+    np.testing.assert_array_equal(np.asarray(jax.random.key_data(model.drop.rngs.key[...])), key)
+    state = interop.torch_to_flax(sd, nnx.state(model))
+    assert "drop" in state and np.array_equal(state["fc"]["bias"][...], layer.bias.detach())
+    assert list(interop.flax_to_torch(model)) == ["fc.bias", "fc.weight"]
