@@ -27,8 +27,9 @@ class Layout:
     to_torch: Callable[[np.ndarray], np.ndarray]
 
     def flax_shape(self, torch_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The flax shape of a torch tensor of ``torch_shape`` (computed on a dummy)."""
-        return tuple(self.to_flax(np.empty(torch_shape, dtype=np.uint8)).shape)
+        """The flax shape of a torch tensor of ``torch_shape`` (computed on a zero-stride
+        view: nothing of that size is allocated)."""
+        return tuple(self.to_flax(np.broadcast_to(np.zeros((), np.uint8), torch_shape)).shape)
 
 
 def _same(x: np.ndarray) -> np.ndarray:
