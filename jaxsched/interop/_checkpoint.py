@@ -280,7 +280,7 @@ def to_torch_checkpoint(
     own = dict(own_pairs)
     current = {}
     for path in flat:
-        name = ".".join(str(p) for p in (path[1:] if tree.collection else path))
+        name = _links.flax_name(path, tree.collection)
         if name in own:
             current[path] = own.pop(name)  # the optimizer's parameters are the trained ones
     if own:

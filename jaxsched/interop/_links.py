@@ -99,11 +99,10 @@ def build(
     (nnx ``ConvTranspose``)."""
     flax_by_canonical: dict[str, tuple[Any, ...]] = {}
     for path in flax_leaves:
-        name_path = path[1:] if collection else path
-        key = canonical(torch_style(name_path))
+        key = canonical(torch_style(name_path(path, collection)))
         if key in flax_by_canonical:
             raise ValueError(
-                f"flax leaves {_dotted(flax_by_canonical[key])} and {_dotted(path)} both read "
+                f"flax leaves {dotted(flax_by_canonical[key])} and {dotted(path)} both read "
                 f"as torch's {key!r}: rename one, or convert with explicit rules"
             )
         flax_by_canonical[key] = path
@@ -137,12 +136,12 @@ def build(
         if key in taken:
             raise ValueError(
                 f"torch entries {taken[key]!r} and {torch_name!r} both map to the flax leaf "
-                f"{_dotted(path)}: fix the rules"
+                f"{dotted(path)}: fix the rules"
             )
         taken[key] = torch_name
-        flax_name = _dotted(path[1:] if collection else path)
-        where = f"torch {torch_name!r} -> flax {_dotted(path)}"
-        layout = layout_rule(layouts, torch_name) or (known_layouts or {}).get(flax_name)
+        name = flax_name(path, collection)
+        where = f"torch {torch_name!r} -> flax {dotted(path)}"
+        layout = layout_rule(layouts, torch_name) or (known_layouts or {}).get(name)
         torch_shape = tuple(int(n) for n in tensor.shape)
         if layout is None:
             layout = _layouts.infer(str(path[-1]), torch_shape, flax_leaves[path], where)
@@ -151,8 +150,8 @@ def build(
                 f"{where}: the {layout.name} layout makes {torch_shape} into "
                 f"{layout.flax_shape(torch_shape)}, the leaf is {tuple(flax_leaves[path])}"
             )
-        table.links.append(Link(torch_name, path, flax_name, layout))
-    missing = [_dotted(p) for k, p in flax_by_canonical.items() if k not in taken]
+        table.links.append(Link(torch_name, path, name, layout))
+    missing = [dotted(p) for k, p in flax_by_canonical.items() if k not in taken]
     if unmatched or missing:
         raise ValueError(
             f"torch and flax names do not match: torch entries without a flax leaf {unmatched}, "
@@ -162,5 +161,16 @@ def build(
     return table
 
 
-def _dotted(path: Sequence[Any]) -> str:
+def dotted(path: Sequence[Any]) -> str:
     return ".".join(str(p) for p in path)
+
+
+def name_path(path: tuple[Any, ...], collection: bool) -> tuple[Any, ...]:
+    """A flax leaf's path without its linen collection (``params``, ``batch_stats``)."""
+    return path[1:] if collection else path
+
+
+def flax_name(path: tuple[Any, ...], collection: bool) -> str:
+    """A flax leaf's name: its path, collection left out, dotted (the optimizer's
+    ``param_names``)."""
+    return dotted(name_path(path, collection))

@@ -171,9 +171,8 @@ def export_table(
         return link_table(names, tree, rules, layouts)
     links = []
     for path, leaf in _flax_trees.leaves(tree.pure).items():
-        name_path = path[1:] if tree.collection else path
-        flax_name = ".".join(str(p) for p in name_path)
-        torch_name = _links.torch_style(name_path)
+        flax_name = _links.flax_name(path, tree.collection)
+        torch_name = _links.torch_style(_links.name_path(path, tree.collection))
         layout = (
             _links.layout_rule(layouts, torch_name)
             or tree.known_layouts.get(flax_name)
